@@ -1,0 +1,151 @@
+import { GatewayError } from '../errors.js'
+
+/** DESIGN.md names, used verbatim everywhere. */
+export type TargetStatus = 'healthy' | 'unhealthy' | 'unknown' | 'draining'
+export type CircuitState = 'closed' | 'open' | 'half_open'
+
+export interface TargetSpec {
+  id: string
+  url: string
+  weight?: number
+  metadata?: Record<string, unknown>
+}
+
+/** Peak-EWMA decay constant (ms). Finagle's PeakEwma default is 10 s. */
+export const DEFAULT_EWMA_TAU_MS = 10_000
+
+/**
+ * One upstream target and the live state the balancers read.
+ * All per-request updates are O(1) and allocation free.
+ */
+export class Target {
+  readonly id: string
+  readonly url: string
+  /** scheme://host:port, what reply-from and the undici Agent key on */
+  readonly origin: string
+  metadata: Record<string, unknown>
+  /** Position in the owning pool's `targets` array; maintained by the pool. */
+  index = -1
+
+  private _weight: number
+  status: TargetStatus = 'unknown'
+  /** Whether `unknown` counts as routable (false when requireHealthyOnStart). */
+  routableWhenUnknown = true
+  circuit: CircuitState = 'closed'
+  /** Passive ejection: not eligible until this epoch-ms. 0 = not ejected. */
+  ejectedUntil = 0
+  /** Slow start: effective weight ramps from 10 % to 100 % between these instants (epoch-ms). */
+  slowStartFrom = 0
+  slowStartUntil = 0
+
+  inFlight = 0
+  selections = 0
+  /** Peak EWMA of response time in ms, and when it was last updated (epoch-ms). */
+  private _ewma = 0
+  private _ewmaStamp = 0
+  ewmaTauMs = DEFAULT_EWMA_TAU_MS
+
+  constructor (spec: TargetSpec) {
+    if (typeof spec.id !== 'string' || spec.id === '') throw new TypeError('target id must be a non-empty string')
+    let parsed: URL
+    try {
+      parsed = new URL(spec.url)
+    } catch {
+      throw new TypeError(`target "${spec.id}" has an invalid url: ${spec.url}`)
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+      throw new TypeError(`target "${spec.id}" url must be http or https: ${spec.url}`)
+    }
+    this.id = spec.id
+    this.url = spec.url
+    this.origin = parsed.origin
+    this._weight = checkWeight(spec.weight ?? 1, spec.id)
+    this.metadata = spec.metadata ?? {}
+  }
+
+  get weight (): number { return this._weight }
+  set weight (w: number) { this._weight = checkWeight(w, this.id) }
+
+  /**
+   * Weight after slow start: linear ramp from 10 % to 100 % of `weight`.
+   * `now` is epoch-ms; pass it in so a pick reads the clock once.
+   */
+  effectiveWeight (now: number): number {
+    if (now >= this.slowStartUntil) return this._weight
+    const span = this.slowStartUntil - this.slowStartFrom
+    const f = span > 0 ? (now - this.slowStartFrom) / span : 1
+    return this._weight * (0.1 + 0.9 * Math.max(0, Math.min(1, f)))
+  }
+
+  /** Can a new request be sent here (ignoring "already tried by this request")? */
+  isEligible (now: number): boolean {
+    const s = this.status
+    if (s === 'unhealthy' || s === 'draining') return false
+    if (s === 'unknown' && !this.routableWhenUnknown) return false
+    if (this.circuit === 'open') return false
+    if (this.ejectedUntil !== 0 && now < this.ejectedUntil) return false
+    return this._weight > 0
+  }
+
+  onRequestStart (): void {
+    this.inFlight++
+    this.selections++
+  }
+
+  /** Call exactly once per started request; `latencyMs` < 0 means no latency sample (error). */
+  onRequestEnd (latencyMs: number, now: number): void {
+    if (this.inFlight > 0) this.inFlight--
+    if (latencyMs >= 0) this.recordLatency(latencyMs, now)
+  }
+
+  /**
+   * Peak EWMA (Finagle/linkerd): a sample above the average replaces it at once (peak),
+   * below it decays in with weight exp(-dt/tau). Units: ms.
+   */
+  recordLatency (ms: number, now: number): void {
+    const prev = this.ewmaAt(now)
+    if (ms > prev || this._ewmaStamp === 0) {
+      this._ewma = ms
+    } else {
+      const dt = Math.max(now - this._ewmaStamp, 0)
+      const w = Math.exp(-dt / this.ewmaTauMs)
+      this._ewma = prev * w + ms * (1 - w)
+    }
+    this._ewmaStamp = now
+  }
+
+  /**
+   * The EWMA as seen at `now`: with no new samples it decays toward 0 (tau = ewmaTauMs),
+   * so a target that was slow and stopped getting traffic is tried again.
+   */
+  ewmaAt (now: number): number {
+    if (this._ewmaStamp === 0) return 0
+    const dt = now - this._ewmaStamp
+    return dt <= 0 ? this._ewma : this._ewma * Math.exp(-dt / this.ewmaTauMs)
+  }
+
+  toJSON (now = Date.now()): Record<string, unknown> {
+    return {
+      id: this.id,
+      url: this.url,
+      weight: this._weight,
+      effectiveWeight: round2(this.effectiveWeight(now)),
+      status: this.status,
+      inFlight: this.inFlight,
+      ewmaMs: round2(this.ewmaAt(now)),
+      circuit: this.circuit,
+      ejected: this.ejectedUntil > now,
+      selections: this.selections,
+      metadata: this.metadata,
+    }
+  }
+}
+
+function round2 (n: number): number { return Math.round(n * 100) / 100 }
+
+function checkWeight (w: number, id: string): number {
+  if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) {
+    throw new GatewayError('INVALID_CONFIG', `target "${id}" weight must be a number >= 0, got ${String(w)}`)
+  }
+  return w
+}
