@@ -17,6 +17,8 @@ export const ERRORS = {
   INVALID_CONFIG: { code: 'FHG_ERR_INVALID_CONFIG', statusCode: 400, message: 'Invalid gateway configuration: %s' },
   TARGET_EXISTS: { code: 'FHG_ERR_TARGET_EXISTS', statusCode: 409, message: 'Target "%s" already exists' },
   TARGET_NOT_FOUND: { code: 'FHG_ERR_TARGET_NOT_FOUND', statusCode: 404, message: 'Target "%s" not found' },
+  CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit' },
+  RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed' },
 } as const satisfies Record<string, GatewayErrorDef>
 
 export type GatewayErrorName = keyof typeof ERRORS

@@ -32,6 +32,10 @@ export class Target {
   /** Whether `unknown` counts as routable (false when requireHealthyOnStart). */
   routableWhenUnknown = true
   circuit: CircuitState = 'closed'
+  /** Circuit breaker: half_open with every trial slot taken, so not eligible until a trial ends. */
+  halfOpenFull = false
+  /** Concurrency cap (circuitBreaker.maxInFlight): not eligible while inFlight >= maxInFlight. */
+  maxInFlight = Infinity
   /** Passive ejection: not eligible until this epoch-ms. 0 = not ejected. */
   ejectedUntil = 0
   /** Slow start: effective weight ramps from 10 % to 100 % between these instants (epoch-ms). */
@@ -82,7 +86,9 @@ export class Target {
     const s = this.status
     if (s === 'unhealthy' || s === 'draining') return false
     if (s === 'unknown' && !this.routableWhenUnknown) return false
-    if (this.circuit === 'open') return false
+    const c = this.circuit
+    if (c === 'open' || (c === 'half_open' && this.halfOpenFull)) return false
+    if (this.inFlight >= this.maxInFlight) return false
     if (this.ejectedUntil !== 0 && now < this.ejectedUntil) return false
     return this._weight > 0
   }
