@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// The CLI: `fastify-ha-gateway validate|start --config gateway.yaml`.
+import { parseArgs } from 'node:util'
+import { ConfigError, formatIssue, loadConfigFile, type GatewayConfig } from '../lib/config/index.js'
+
+const USAGE = `Usage: fastify-ha-gateway <command> --config <file>
+
+Commands:
+  validate   check a config file and print a summary (exit 0: valid, 1: invalid)
+  start      start a gateway node from a config file (SIGTERM/SIGINT drain and exit 0)
+
+Options:
+  -c, --config <file>   the YAML config file
+  -h, --help            this text
+
+Environment: GATEWAY_PORT, GATEWAY_NODE_ID and REDIS_URL override node.port, node.id
+and cluster.redis; \${VAR} and \${VAR:-default} in the file read the environment.
+`
+
+/** Usage text; exit code 2. Asked-for help goes to stdout, a usage error to stderr. */
+function usage (message?: string): number {
+  if (message === undefined) process.stdout.write(USAGE)
+  else process.stderr.write(`fastify-ha-gateway: ${message}\n\n${USAGE}`)
+  return 2
+}
+
+/** One line: `3 upstreams (users: 2 targets, ...), 1 route`. */
+export function summarize (config: GatewayConfig): string {
+  const ups = Object.entries(config.upstreams)
+  const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+  const list = ups.map(([name, u]) => `${name}: ${plural(u.targets.length, 'target')} ${u.strategy}${u.discovery !== undefined ? ' +discovery' : ''}`)
+  return `${plural(ups.length, 'upstream')}${list.length > 0 ? ` (${list.join(', ')})` : ''}, ${plural(config.routes.length, 'route')}`
+}
+
+function load (file: string): GatewayConfig | undefined {
+  try {
+    return loadConfigFile(file)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`invalid config: ${file} (${err.issues.length} issue${err.issues.length === 1 ? '' : 's'})\n`)
+    for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`)
+    return undefined
+  }
+}
+
+async function main (argv: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    })
+  } catch (err) {
+    return usage((err as Error).message)
+  }
+  const { values, positionals } = parsed
+  const [command, ...extra] = positionals
+  if (values.help === true || command === undefined || command === 'help') return usage()
+  if (command !== 'validate' && command !== 'start') return usage(`unknown command "${command}"`)
+  if (extra.length > 0) return usage(`unexpected argument "${extra[0]}"`)
+  const file = values.config
+  if (file === undefined || file === '') return usage('--config <file> is required')
+
+  const config = load(file)
+  if (config === undefined) return 1
+  if (command === 'validate') {
+    process.stdout.write(`ok: ${file}\n${summarize(config)}\n`)
+    return 0
+  }
+  // imported here so `validate` needs neither fastify nor the plugins
+  const { startNode } = await import('../plugins/gateway.js')
+  await startNode(config, { logger: true, handleSignals: true })
+  return -1 // running: signals end the process
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`fastify-ha-gateway: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,36 @@
+import { GatewayError } from '../errors.js'
+
+/** One problem in a config: a dotted path (`upstreams.users.targets[1].url`) and what is wrong there. */
+export interface ConfigIssue {
+  path: string
+  message: string
+}
+
+/** Every problem found in one config, so a user fixes them all in one pass. Code FHG_ERR_INVALID_CONFIG, 400. */
+export class ConfigError extends GatewayError {
+  readonly issues: ConfigIssue[]
+  constructor (issues: ConfigIssue[], options?: { cause?: unknown }) {
+    super('INVALID_CONFIG', issues.map(formatIssue).join('; '), options)
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+
+  override toJSON (): ReturnType<GatewayError['toJSON']> & { issues: ConfigIssue[] } {
+    return { ...super.toJSON(), issues: this.issues }
+  }
+}
+
+export function formatIssue (issue: ConfigIssue): string {
+  return issue.path === '' ? issue.message : `${issue.path}: ${issue.message}`
+}
+
+/** JSON-pointer-ish segments -> `upstreams.users.targets[1].url`; names that are not plain get `["..."]`. */
+export function joinPath (segments: ReadonlyArray<string | number>): string {
+  let out = ''
+  for (const s of segments) {
+    if (typeof s === 'number') out += `[${s}]`
+    else if (/^[A-Za-z0-9_-]+$/.test(s)) out += out === '' ? s : `.${s}`
+    else out += `[${JSON.stringify(s)}]`
+  }
+  return out
+}

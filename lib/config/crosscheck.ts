@@ -1,0 +1,115 @@
+// Rules JSON Schema cannot express: references between sections, uniqueness, and values that must agree.
+import { joinPath, type ConfigIssue } from './config-error.js'
+import { formatDuration } from './duration.js'
+import type { GatewayConfig, GatewayConfigInput } from './schema.js'
+
+type Seg = Array<string | number>
+
+/**
+ * `cfg` has defaults and ms durations but no derived values yet (route strategy, timeouts, ...);
+ * `input` is what the user wrote, to tell a value they set from a default.
+ */
+export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const add = (path: Seg, message: string): void => { issues.push({ path: joinPath(path), message }) }
+  const names = Object.keys(cfg.upstreams)
+  const known = names.length === 0 ? 'none are defined' : `known: ${names.join(', ')}`
+  const unknownUpstream = (name: string): string => `unknown upstream "${name}" (${known})`
+  const routesByUpstream = new Map<string, GatewayConfig['routes']>()
+  for (const r of cfg.routes) routesByUpstream.set(r.upstream, [...(routesByUpstream.get(r.upstream) ?? []), r])
+
+  for (const [name, u] of Object.entries(cfg.upstreams)) {
+    const at = ['upstreams', name]
+    const raw = input.upstreams?.[name]
+    const targets = u.targets ?? []
+    if (targets.length === 0 && u.discovery === undefined) add([...at, 'targets'], 'needs at least one target (or set discovery)')
+    const firstIndex = new Map<string, number>()
+    targets.forEach((t, i) => {
+      const first = firstIndex.get(t.id)
+      if (first === undefined) firstIndex.set(t.id, i)
+      else add([...at, 'targets', i, 'id'], `duplicate target id "${t.id}" (also targets[${first}])`)
+    })
+    if (u.hashOn !== undefined && u.strategy !== 'consistent_hash' &&
+      !(routesByUpstream.get(name) ?? []).some(r => r.strategy === 'consistent_hash' && r.hashOn === undefined)) {
+      add([...at, 'hashOn'], `is only used by strategy consistent_hash (this upstream uses ${u.strategy})`)
+    }
+    checkFailover(u.failover, [...at, 'failover'], name, add, unknownUpstream, cfg)
+
+    const a = u.healthCheck.active
+    const rawA = raw?.healthCheck?.active
+    if (a !== undefined && rawA !== undefined) {
+      if (a.timeout !== undefined && a.timeout > a.interval) {
+        add([...at, 'healthCheck', 'active', 'timeout'], `${formatDuration(a.timeout)} is longer than interval ${formatDuration(a.interval)}`)
+      }
+      if (a.type === 'tcp') {
+        for (const k of ['method', 'path', 'expectedStatuses', 'host'] as const) {
+          if (rawA[k] !== undefined) add([...at, 'healthCheck', 'active', k], 'is only used by type http (this probe is tcp)')
+        }
+      }
+    }
+    const p = u.healthCheck.passive
+    if (p !== undefined && p.baseEjectionTime > p.maxEjectionTime) {
+      add([...at, 'healthCheck', 'passive', 'maxEjectionTime'], `must be at least baseEjectionTime (${formatDuration(p.baseEjectionTime)})`)
+    }
+    const cb = u.circuitBreaker
+    if (cb !== undefined && cb.openDuration > cb.maxOpenDuration) {
+      add([...at, 'circuitBreaker', 'maxOpenDuration'], `must be at least openDuration (${formatDuration(cb.openDuration)})`)
+    }
+  }
+
+  checkRules(cfg.rateLimit.default, ['rateLimit', 'default'], input.rateLimit?.default, add)
+  const reserved = reservedPaths(cfg)
+  const seen: Array<{ path: string, methods?: string[], index: number }> = []
+  cfg.routes.forEach((r, i) => {
+    const at: Seg = ['routes', i]
+    const u = cfg.upstreams[r.upstream] as GatewayConfig['upstreams'][string] | undefined
+    if (u === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
+    const strategy = r.strategy ?? u?.strategy
+    if (r.hashOn !== undefined && strategy !== 'consistent_hash') {
+      add([...at, 'hashOn'], `is only used by strategy consistent_hash (this route uses ${strategy ?? 'round_robin'})`)
+    }
+    if (r.failover !== undefined) checkFailover(r.failover, [...at, 'failover'], r.upstream, add, unknownUpstream, cfg)
+    checkRules(r.rateLimit, [...at, 'rateLimit'], input.routes?.[i]?.rateLimit, add)
+    const path = r.path.length > 1 ? r.path.replace(/\/+$/, '') || '/' : r.path
+    const clash = reserved.find(x => path === x || path.startsWith(x + '/'))
+    if (clash !== undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
+    const dup = seen.find(s => s.path === path && overlap(s.methods, r.methods))
+    if (dup !== undefined) add([...at, 'path'], `duplicates routes[${dup.index}] (${path})`)
+    seen.push({ path, methods: r.methods, index: i })
+  })
+  return issues
+}
+
+type Failover = Partial<GatewayConfig['upstreams'][string]['failover']>
+function checkFailover (f: Failover, at: Seg, self: string, add: (p: Seg, m: string) => void,
+  unknownUpstream: (n: string) => string, cfg: GatewayConfig): void {
+  if (f.fallback !== undefined) {
+    if (f.fallback === self) add([...at, 'fallback'], `must name another upstream, not "${self}" itself`)
+    else if (cfg.upstreams[f.fallback] === undefined) add([...at, 'fallback'], unknownUpstream(f.fallback))
+  }
+  if (f.perTryTimeout !== undefined && f.timeout !== undefined && f.perTryTimeout > f.timeout) {
+    add([...at, 'perTryTimeout'], `${formatDuration(f.perTryTimeout)} is longer than timeout ${formatDuration(f.timeout)}`)
+  }
+}
+
+type Rules = GatewayConfig['rateLimit']['default']
+function checkRules (rules: Rules, at: Seg, raw: unknown, add: (p: Seg, m: string) => void): void {
+  (rules ?? []).forEach((rule, i) => {
+    const ruleAt = Array.isArray(raw) ? [...at, i] : at
+    if (rule.window <= 0) add([...ruleAt, 'window'], 'must be longer than 0')
+    if (rule.cost > rule.limit) add([...ruleAt, 'cost'], `${rule.cost} is more than limit ${rule.limit}: no request could pass`)
+  })
+}
+
+/** Paths the gateway serves itself; a proxied route may not shadow them. */
+function reservedPaths (cfg: GatewayConfig): string[] {
+  const out = ['/health', '/ready']
+  if (cfg.admin.token !== undefined) out.push(cfg.admin.prefix)
+  if (cfg.metrics.enabled) out.push(cfg.metrics.path)
+  return out
+}
+
+function overlap (a?: string[], b?: string[]): boolean {
+  if (a === undefined || b === undefined) return true
+  return a.some(m => b.includes(m))
+}

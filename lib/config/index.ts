@@ -1,0 +1,17 @@
+// The config layer: one schema for the YAML file and the plugin options.
+export { ConfigError, formatIssue, type ConfigIssue } from './config-error.js'
+export { parseDuration, formatDuration, MAX_DURATION_MS } from './duration.js'
+export { substituteEnv, type Env } from './env.js'
+export { validateConfig, configIssues, isNormalizedConfig, kNormalized, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
+export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
+export { statusIn, statusRange } from './normalize.js'
+export {
+  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, HTTP_METHODS,
+  type GatewayConfig, type GatewayConfigInput, type UpstreamConfigInput, type TargetConfigInput, type RouteConfigInput,
+  type NodeConfig, type ClusterConfig, type RedisConfig, type UpstreamConfig, type TargetConfig,
+  type HealthCheckConfig, type ActiveHealthCheckConfig, type PassiveHealthCheckConfig, type RecoveryConfig,
+  type FailoverConfig, type RetryOn, type CircuitBreakerConfig, type TimeoutsConfig, type RouteConfig,
+  type RateLimitRuleConfig, type RateLimitConfig, type AdminConfig, type MetricsConfig, type ProxyConfig,
+  type DrainConfig, type StatusRange,
+} from './schema.js'
+export { STRATEGIES, type Strategy } from '../balancers/types.js'

@@ -1,0 +1,269 @@
+// The one schema of the gateway config: the YAML file and the plugin options are the same objects.
+// Input types are TypeBox `Static`; normalized types come from `Normalized` (schema-kit.ts).
+import { Type, type Static, type TObject } from '@sinclair/typebox'
+import { STRATEGIES } from '../balancers/types.js'
+import { DEFAULTS } from './defaults.js'
+import { Def, Derived, Duration, HttpOrigin, HttpUrl, Obj, StatusItem, Statuses, StringEnum, doc,
+  withoutDefaults, type NormalAs, type Normalized, type StatusRange } from './schema-kit.js'
+
+const D = DEFAULTS
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+" // RFC 9110 token: header and cookie names
+export const RATE_LIMIT_ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
+export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
+export const RETRY_CONDITIONS = ['connect_failure', 'reset', 'timeout'] as const
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+
+const Strategy = (d: string) => StringEnum(STRATEGIES, d)
+const HashOn = () => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
+  ...doc('Request key for consistent_hash (header names are matched case-insensitively)', 'ip, path, header:<name> or cookie:<name>') })
+const Int = (min: number, description: string, max?: number) =>
+  Type.Integer(max === undefined ? { minimum: min, description } : { minimum: min, maximum: max, description })
+const Percent = (description: string) => Type.Number({ minimum: 0, maximum: 100, description })
+const HostPort = Obj({ host: Type.String({ minLength: 1, description: 'Host name or IP' }), port: Int(1, 'TCP port', 65535) }, 'A host and port')
+
+// ---- node and cluster ----
+const Node = Obj({
+  id: Derived(Type.String({ pattern: '^\\S+$', ...doc('Unique id of this node in the cluster (default: <hostname>-<pid>)', 'a non-empty id without spaces') })),
+  host: Def(Type.String({ minLength: 1, description: 'Address the node listens on' }), D.node.host),
+  port: Def(Int(0, 'Port the node listens on (0: any free port)', 65535), D.node.port),
+}, 'This gateway node')
+
+const Redis = Type.Union([
+  Type.String({ format: 'redis-url', ...doc('Redis URL', 'a redis:// or rediss:// URL') }),
+  Obj({ sentinels: Type.Array(HostPort, { minItems: 1, description: 'Sentinel addresses' }),
+    name: Type.String({ minLength: 1, description: 'Sentinel master group name' }),
+    password: Type.Optional(Type.String({ description: 'Password of the Redis master and replicas' })),
+    sentinelPassword: Type.Optional(Type.String({ description: 'Password of the sentinels' })) }, 'Redis Sentinel'),
+  Obj({ nodes: Type.Array(HostPort, { minItems: 1, description: 'Seed nodes of the Redis Cluster' }),
+    password: Type.Optional(Type.String({ description: 'Password of the cluster nodes' })) }, 'Redis Cluster'),
+], doc('Shared state for the cluster; absent: the node runs alone on in-memory state',
+  'a redis:// URL, { sentinels, name } or { nodes }'))
+
+const Cluster = Obj({
+  name: Def(Type.String({ pattern: '^[A-Za-z0-9._-]+$', ...doc('Cluster name: prefix of every Redis key', 'letters, digits, ".", "_" or "-"') }), D.cluster.name),
+  redis: Type.Optional(Redis),
+  heartbeatInterval: Def(Duration('Membership heartbeat; a node is gone after 3 intervals without one'), D.cluster.heartbeatInterval),
+}, 'Cluster membership and shared state')
+
+// ---- upstreams ----
+const Target = Obj({
+  id: Type.String({ pattern: '^\\S+$', ...doc('Target id, unique within its upstream', 'a non-empty id without spaces') }),
+  url: HttpOrigin('Origin of the target, http(s)://host[:port] (no path: the request path is forwarded as is)'),
+  weight: Def(Type.Number({ minimum: 0, description: 'Relative weight (0: takes no new requests)' }), D.target.weight),
+  metadata: Def(Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form data kept with the target' }), D.target.metadata),
+}, 'A server of an upstream')
+
+const A = D.activeHealthCheck
+const ActiveHealthCheck = Obj({
+  type: Def(StringEnum(['http', 'tcp'], 'Probe kind: an HTTP request, or a TCP connect'), A.type),
+  method: Def(StringEnum(['GET', 'HEAD', 'OPTIONS'], 'HTTP method of the probe'), A.method),
+  path: Def(Type.String({ pattern: '^/', ...doc('Path of the HTTP probe', 'a path starting with /') }), A.path),
+  expectedStatuses: Def(Statuses('Answers that count as healthy: statuses (200), ranges ("200-399") or classes ("2xx")'), A.expectedStatuses),
+  host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the HTTP probe (default: the target\'s host)' })),
+  interval: Def(Duration('Time between probes of a healthy or unknown target'), A.interval),
+  unhealthyInterval: Derived(Duration('Time between probes of an unhealthy target (default: interval)')),
+  timeout: Derived(Duration('Probe timeout (default: 2s, or interval if shorter); may not exceed interval')),
+  healthyThreshold: Def(Int(1, 'Passing probes in a row that make a target healthy'), A.healthyThreshold),
+  unhealthyThreshold: Def(Int(1, 'Failing probes in a row that make a target unhealthy'), A.unhealthyThreshold),
+  jitter: Derived(Duration('Random extra delay, up to this, before each probe (default: interval / 10)')),
+  concurrency: Def(Int(1, 'Probes of this upstream in flight at once'), A.concurrency),
+  requireHealthyOnStart: Def(Type.Boolean({ description: 'Route to a target only after its first passing probe' }), A.requireHealthyOnStart),
+}, 'Active probes; absent: none')
+
+const P = D.passiveHealthCheck
+const PassiveHealthCheck = Obj({
+  consecutiveFailures: Def(Int(1, 'Failures in a row (errors, timeouts, failureStatuses) that eject a target'), P.consecutiveFailures),
+  failureStatuses: Def(Statuses('Upstream answers that count as failures'), P.failureStatuses),
+  baseEjectionTime: Def(Duration('Ejection time; the n-th ejection lasts n times this'), P.baseEjectionTime),
+  maxEjectionTime: Def(Duration('Longest ejection'), P.maxEjectionTime),
+  maxEjectionPercent: Def(Percent('Largest share of the upstream ejected at once (the last eligible target never is)'), P.maxEjectionPercent),
+}, 'Outlier ejection from live traffic; absent: off')
+
+const Recovery = Obj({
+  after: Duration('How long a target stays unhealthy before the recovery action runs'),
+  cooldown: Def(Duration('Least time between two recovery actions for one target'), D.recovery.cooldown),
+  webhook: Type.Optional(Obj({
+    url: HttpUrl('URL the recovery event is POSTed to (JSON)'),
+    timeout: Def(Duration('Webhook request timeout'), D.recoveryWebhook.timeout),
+  }, 'Recovery action: an HTTP POST')),
+}, 'Auto recovery of targets that stay down; absent: off')
+
+const HealthCheck = Obj({
+  active: Type.Optional(ActiveHealthCheck),
+  passive: Type.Optional(PassiveHealthCheck),
+  slowStart: Type.Optional(Duration('Ramp a target that turns healthy from 10 % to 100 % of its weight over this')),
+  recovery: Type.Optional(Recovery),
+  required: Def(Type.Boolean({ description: '/ready answers 503 while this upstream has no healthy target' }), D.healthCheck.required),
+}, 'Health checking')
+
+/** retryOn after normalization. */
+export interface RetryOn { connectFailure: boolean, reset: boolean, timeout: boolean, statuses: StatusRange[] }
+const RetryOnItems = Type.Array(Type.Union([StringEnum(RETRY_CONDITIONS, 'A failure kind'), StatusItem()],
+  doc('A retry condition', 'connect_failure, reset, timeout, or a status (503), range ("500-504") or class ("5xx")')),
+{ description: 'What is retried: connect_failure, reset, timeout and upstream statuses', 'x-kind': 'retryOn' })
+const RetryOnSchema = RetryOnItems as NormalAs<typeof RetryOnItems, RetryOn>
+
+const F = D.failover
+const Failover = Obj({
+  maxRetries: Def(Int(0, 'Tries on other targets after the first one'), F.maxRetries),
+  retryOn: Def(RetryOnSchema, F.retryOn),
+  perTryTimeout: Type.Optional(Duration('Deadline of each try, until the response headers')),
+  timeout: Type.Optional(Duration('Deadline of the whole request, all tries included')),
+  retryDelay: Def(Duration('Backoff base between tries, with full jitter (connect failures retry at once)'), F.retryDelay),
+  maxRetryAfter: Def(Duration('Longest upstream Retry-After honoured; a longer one ends the retries'), F.maxRetryAfter),
+  retryNonIdempotent: Def(Type.Boolean({ description: 'Retry POST and PATCH without an Idempotency-Key' }), F.retryNonIdempotent),
+  maxRetryBodySize: Def(Int(0, 'Largest request body (bytes) buffered so it can be retried'), F.maxRetryBodySize),
+  budgetPercent: Def(Percent('Retries in flight allowed, as a share of the active requests of the upstream'), F.budgetPercent),
+  minRetryConcurrency: Def(Int(0, 'Retries in flight always allowed, whatever the budget'), F.minRetryConcurrency),
+  fallback: Type.Optional(Type.String({ minLength: 1, description: 'Upstream that serves when this one has no eligible target or every try failed' })),
+  hedge: Type.Optional(Obj({ delay: Duration('Send one more request to another target after this long without a response') },
+    'Hedged requests (idempotent methods only); absent: off')),
+}, 'Retries and fallback')
+
+const C = D.circuitBreaker
+const CircuitBreaker = Obj({
+  errorThreshold: Def(Percent('Error share (%) over the window that opens the circuit'), C.errorThreshold),
+  volumeThreshold: Def(Int(1, 'Least requests in the window before errorThreshold applies'), C.volumeThreshold),
+  window: Def(Duration('Rolling window of the error share'), C.window),
+  consecutiveFailures: Def(Int(0, 'Failures in a row that open the circuit (0: off)'), C.consecutiveFailures),
+  openDuration: Def(Duration('How long the circuit stays open; doubles with each trip in a row'), C.openDuration),
+  maxOpenDuration: Def(Duration('Longest open period'), C.maxOpenDuration),
+  halfOpenRequests: Def(Int(1, 'Trial requests let through while half open'), C.halfOpenRequests),
+  maxInFlight: Type.Optional(Int(1, 'Requests in flight above which a target is skipped (default: no cap)')),
+}, 'Per-target circuit breaker; absent: off')
+
+const T = D.timeouts
+const ProxyTimeouts = Obj({
+  connect: Def(Duration('TCP (and TLS) connect timeout; 0: none'), T.connect),
+  headers: Def(Duration('Time to the response headers; 0: none'), T.headers),
+  body: Def(Duration('Longest idle time between two body chunks; 0: none'), T.body),
+}, 'Upstream timeouts')
+const UpstreamTimeouts = Obj({
+  connect: Type.Optional(Duration('Connect timeout (default: proxy.timeouts.connect)')),
+  headers: Type.Optional(Duration('Response headers timeout (default: proxy.timeouts.headers)')),
+  body: Type.Optional(Duration('Body idle timeout (default: proxy.timeouts.body)')),
+}, 'Timeouts of this upstream; each defaults to proxy.timeouts')
+
+const Upstream = Obj({
+  strategy: Def(Strategy('Load-balancing strategy'), D.upstream.strategy),
+  hashOn: Type.Optional(HashOn()),
+  targets: Derived(Type.Array(Target, { description: 'Servers of the upstream; at least one unless discovery is set' })),
+  healthCheck: Def(HealthCheck, {}),
+  failover: Def(Failover, {}),
+  circuitBreaker: Type.Optional(CircuitBreaker),
+  discovery: Type.Optional(Obj({ service: Type.String({ minLength: 1, description: 'Service name in the registry' }) },
+    'Targets from the service registry (added to the static targets)')),
+  timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Normalized<typeof ProxyTimeouts>>),
+}, 'A named pool of targets')
+
+// ---- rate limiting ----
+const R = D.rateLimitRule
+const RateLimitRule = Obj({
+  algorithm: StringEnum(RATE_LIMIT_ALGORITHMS, 'Counting algorithm'),
+  limit: Int(1, 'Requests (cost units) allowed per window'),
+  window: Duration('Window length; for token_bucket, the time to refill `limit`'),
+  key: Def(Type.String({ pattern: `^(?:ip|route|header:${TOKEN})$`, ...doc('Who shares a budget', 'ip, route or header:<name>') }), R.key),
+  cost: Def(Int(1, 'Units each request spends'), R.cost),
+  mode: Def(StringEnum(['exact', 'lease'], 'exact: every decision in Redis; lease: spend a slice of the budget locally'), R.mode),
+  shadow: Def(Type.Boolean({ description: 'Count and log, but never refuse' }), R.shadow),
+}, 'One rate limit')
+function RateLimitRules (description: string) {
+  const rules = Type.Union([RateLimitRule, Type.Array(RateLimitRule)],
+    { description, 'x-kind': 'oneOrMany', 'x-hint': 'a limit { algorithm, limit, window, ... } or an array of them' })
+  return rules as NormalAs<typeof rules, Array<Normalized<typeof RateLimitRule>>>
+}
+
+const G = D.rateLimit
+const RateLimit = Obj({
+  onStoreError: Def(StringEnum(STORE_ERROR_POLICIES, 'What happens while Redis fails'), G.onStoreError),
+  storeTimeout: Def(Duration('Deadline of each Redis call of the limiter'), G.storeTimeout),
+  headers: Def(StringEnum(['draft', 'legacy', 'both', 'none'], 'Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*'), G.headers),
+  allowList: Def(Type.Array(Type.String({ format: 'ip-or-cidr', ...doc('An IP or CIDR', 'an IP address or CIDR range') }),
+    { description: 'Client IPs or CIDR ranges never limited' }), G.allowList),
+  trustProxy: Def(Type.Union([Type.Boolean(), Int(0, 'hops'), Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }))],
+    doc('Read the client IP from X-Forwarded-For, as Fastify\'s trustProxy', 'true/false, a hop count, or addresses to trust')), G.trustProxy),
+  default: Type.Optional(RateLimitRules('Limits of every route that sets no rateLimit of its own')),
+}, 'Rate limiting, gateway-wide')
+
+// ---- routes ----
+// Same keys as the upstream's failover, no defaults: unset keys inherit the upstream's values.
+const FailoverOverride = withoutDefaults(Obj(Failover.properties, 'Overrides of the upstream\'s failover for this route')) as
+  NormalAs<typeof Failover, Normalized<typeof Failover>>
+
+const Route = Obj({
+  path: Type.String({ pattern: '^/[^\\s?#*:]*$', ...doc('Path prefix: matches itself and everything below it; forwarded as is',
+    'a path starting with / (a prefix: no *, :param, ? or #)') }),
+  methods: Type.Optional(Type.Array(StringEnum(HTTP_METHODS, 'HTTP method'), { minItems: 1, uniqueItems: true, description: 'Methods routed (default: all)' })),
+  upstream: Type.String({ minLength: 1, description: 'Upstream that serves the route' }),
+  strategy: Derived(Strategy('Strategy for this route (default: the upstream\'s)')),
+  hashOn: Type.Optional(HashOn()),
+  rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
+  failover: Derived(FailoverOverride),
+  cache: Type.Optional(Obj({ ttl: Duration('How long a GET answer is cached') }, 'Response cache; absent: off')),
+  fallbackResponse: Type.Optional(Obj({
+    status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
+    body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],
+      doc('Body: a string, or an object sent as JSON', 'a string or an object'))),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'Headers of the fallback answer' })),
+  }, 'Static answer when no target could serve')),
+}, 'A proxied route')
+
+// ---- the whole file ----
+const M = D.metrics
+export const GatewayConfigSchema = Obj({
+  node: Def(Node, {}),
+  cluster: Def(Cluster, {}),
+  upstreams: Def(Type.Record(Type.String(), Upstream, {
+    description: 'Upstreams by name',
+    propertyNames: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' },
+    'x-hint': 'names of letters, digits, ".", "_" or "-"',
+  }), {}),
+  routes: Def(Type.Array(Route, { description: 'Proxied routes' }), []),
+  rateLimit: Def(RateLimit, {}),
+  admin: Def(Obj({
+    prefix: Def(Type.String({ pattern: '^/[^\\s?#*:]*[^/\\s?#*:]$', ...doc('Prefix of the admin routes', 'a path like /gateway (no trailing slash)') }), D.admin.prefix),
+    token: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token of the admin routes; absent: no admin routes' })),
+  }, 'Admin routes'), {}),
+  metrics: Def(Obj({
+    path: Def(Type.String({ pattern: '^/[^\\s?#]*$', ...doc('Path of the Prometheus metrics', 'a path starting with /') }), M.path),
+    enabled: Def(Type.Boolean({ description: 'Serve the metrics route' }), M.enabled),
+  }, 'Prometheus metrics'), {}),
+  proxy: Def(Obj({
+    timeouts: Def(ProxyTimeouts, {}),
+    keepAliveTimeout: Def(Duration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
+    connections: Type.Optional(Int(1, 'Most connections per upstream origin (default: no cap)')),
+  }, 'The proxy\'s HTTP client'), {}),
+  drain: Def(Obj({
+    delay: Def(Duration('On shutdown, time between turning not-ready and closing the listener'), D.drain.delay),
+    timeout: Def(Duration('On shutdown, longest wait for requests in flight'), D.drain.timeout),
+  }, 'Graceful shutdown'), {}),
+}, 'fastify-ha-gateway configuration')
+
+/** What a user writes: the YAML file or the plugin options. */
+export type GatewayConfigInput = Static<typeof GatewayConfigSchema>
+/** What validateConfig returns: defaults filled, durations in ms, per-route settings resolved. */
+export type GatewayConfig = Normalized<typeof GatewayConfigSchema>
+
+export type UpstreamConfigInput = Static<typeof Upstream>
+export type TargetConfigInput = Static<typeof Target>
+export type RouteConfigInput = Static<typeof Route>
+export type NodeConfig = GatewayConfig['node']
+export type ClusterConfig = GatewayConfig['cluster']
+export type RedisConfig = Normalized<typeof Redis>
+export type UpstreamConfig = GatewayConfig['upstreams'][string]
+export type TargetConfig = UpstreamConfig['targets'][number]
+export type HealthCheckConfig = UpstreamConfig['healthCheck']
+export type ActiveHealthCheckConfig = Normalized<typeof ActiveHealthCheck>
+export type PassiveHealthCheckConfig = Normalized<typeof PassiveHealthCheck>
+export type RecoveryConfig = Normalized<typeof Recovery>
+export type FailoverConfig = UpstreamConfig['failover']
+export type CircuitBreakerConfig = Normalized<typeof CircuitBreaker>
+export type TimeoutsConfig = UpstreamConfig['timeouts']
+export type RouteConfig = GatewayConfig['routes'][number]
+export type RateLimitRuleConfig = Normalized<typeof RateLimitRule>
+export type RateLimitConfig = GatewayConfig['rateLimit']
+export type AdminConfig = GatewayConfig['admin']
+export type MetricsConfig = GatewayConfig['metrics']
+export type ProxyConfig = GatewayConfig['proxy']
+export type DrainConfig = GatewayConfig['drain']
+export type { StatusRange }
