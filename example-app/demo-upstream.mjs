@@ -1,6 +1,7 @@
-// A demo/test upstream, run as its own process. Prints one JSON line {port} when listening.
-// Behaviour is set by env (UPSTREAM_ID, UPSTREAM_DELAY, UPSTREAM_STATUS) and changed at run
-// time with POST /__control {status, delay, healthStatus}. GET /__stats gives counters.
+// A demo upstream (also the one the tests start), run as its own process. Prints one JSON line
+// {port, id} when listening. Behaviour is set by env (UPSTREAM_ID, UPSTREAM_PORT, UPSTREAM_DELAY,
+// UPSTREAM_STATUS) and changed at run time with POST /__control {status, delay, healthStatus, healthFlap}.
+// GET /__stats gives counters. Paths: /slow/<ms>, /status/<code>, /big/<bytes>, /hop; anything else echoes.
 import http from 'node:http'
 import { createHash } from 'node:crypto'
 

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 
-const SERVER = fileURLToPath(new URL('./upstream-server.mjs', import.meta.url))
+const SERVER = fileURLToPath(new URL('../../example-app/demo-upstream.mjs', import.meta.url))
 
 export interface UpstreamOptions {
   id?: string

@@ -1,0 +1,167 @@
+import os from 'node:os'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import type { UpstreamSpec } from '../lib/upstream/registry.js'
+import admin from './admin.js'
+import healthCheck from './health-check.js'
+import loadBalancer, { passThroughBodies } from './load-balancer.js'
+import metrics from './metrics.js'
+
+const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+
+export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
+
+/** The config as the load balancer takes it. */
+export function toUpstreamSpecs (config: GatewayConfig): Record<string, UpstreamSpec> {
+  const out: Record<string, UpstreamSpec> = {}
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    out[name] = {
+      strategy: u.strategy,
+      hashOn: u.hashOn,
+      targets: u.targets.map((t) => ({ id: t.id, url: t.url, weight: t.weight, metadata: t.metadata })),
+      timeouts: u.timeouts,
+    }
+  }
+  return out
+}
+
+/**
+ * The umbrella: one config object (the YAML file's content, or the same object
+ * in code) registers every plugin of the suite and the configured routes.
+ * A bad config fails boot with a ConfigError naming each bad key's path.
+ */
+async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): Promise<void> {
+  const config = 'config' in opts && isNormalized(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
+
+  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path })
+  await fastify.register(loadBalancer, {
+    upstreams: toUpstreamSpecs(config),
+    timeouts: config.proxy.timeouts,
+    agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
+  })
+  await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
+  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
+
+  // Configured routes live in their own scope: bodies stream through unparsed.
+  await fastify.register(async (scope) => {
+    passThroughBodies(scope)
+    for (const route of config.routes) {
+      const base = route.path.replace(/\/+$/, '')
+      const routeConfig = { upstream: route.upstream, strategy: route.strategy, hashOn: route.hashOn, gatewayRoute: route.path }
+      for (const url of base === '' ? ['/', '/*'] : [base, `${base}/*`]) {
+        scope.route({
+          method: route.methods ?? [...ALL_METHODS],
+          url,
+          exposeHeadRoute: false,
+          config: routeConfig,
+          handler: proxyHandler,
+        })
+      }
+    }
+  })
+
+  const unimplemented = notYetImplemented(config)
+  if (unimplemented.length > 0) {
+    fastify.log.warn({ keys: unimplemented }, `configured but not implemented in this version: ${unimplemented.join(', ')}`)
+  }
+}
+
+function proxyHandler (this: FastifyInstance, _request: unknown, reply: import('fastify').FastifyReply): void {
+  reply.proxy()
+}
+
+/** Options this version validates but does not act on yet: said out loud at boot, never silently ignored. */
+export function notYetImplemented (config: GatewayConfig): string[] {
+  const keys: string[] = []
+  if (config.cluster.redis !== undefined) keys.push('cluster.redis')
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    if (u.circuitBreaker !== undefined) keys.push(`upstreams.${name}.circuitBreaker`)
+    if (u.discovery !== undefined) keys.push(`upstreams.${name}.discovery`)
+    if (u.failover.fallback !== undefined || u.failover.hedge !== undefined) keys.push(`upstreams.${name}.failover`)
+  }
+  config.routes.forEach((r, i) => {
+    if (r.rateLimit.length > 0) keys.push(`routes[${i}].rateLimit`)
+    if (r.cache !== undefined) keys.push(`routes[${i}].cache`)
+    if (r.fallbackResponse !== undefined) keys.push(`routes[${i}].fallbackResponse`)
+  })
+  return keys
+}
+
+const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')
+function isNormalized (c: unknown): c is GatewayConfig {
+  return typeof c === 'object' && c !== null && (c as Record<symbol, unknown>)[kNormalized] === true
+}
+
+// Fastify's register() options may carry its own keys; they are not gateway config.
+function stripFastifyOpts (opts: GatewayOptions): unknown {
+  const { prefix: _p, logLevel: _l, logSerializers: _s, ...rest } = opts as Record<string, unknown>
+  return rest
+}
+
+export const gateway = fp(gatewayPlugin, {
+  fastify: '5.x',
+  name: 'fastify-ha-gateway',
+})
+export default gateway
+
+export interface StartedNode {
+  app: FastifyInstance
+  address: string
+  config: GatewayConfig
+  /** Drain and close: not ready, wait drain.delay, finish in-flight requests (bounded by drain.timeout), close. */
+  close (): Promise<void>
+}
+
+export interface StartNodeOptions {
+  logger?: FastifyServerOptions['logger']
+  /** Install SIGTERM/SIGINT handlers that drain and exit 0 (the CLI does). Default false. */
+  handleSignals?: boolean
+}
+
+/** Boot one gateway node from a validated config and listen on node.host:node.port. */
+export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  })
+  await app.register(gateway, { config })
+  const address = await app.listen({ host: config.node.host, port: config.node.port })
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    closing ??= drainAndClose(app, config)
+    await closing
+  }
+  if (opts.handleSignals === true) {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      app.log.info({ signal }, 'shutting down: draining')
+      close().then(() => process.exit(0), (err: unknown) => {
+        app.log.error({ err }, 'error while shutting down')
+        process.exit(1)
+      })
+    }
+    process.once('SIGTERM', onSignal)
+    process.once('SIGINT', onSignal)
+  }
+  return { app, address, config, close }
+}
+
+async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Promise<void> {
+  // app.close() runs the health plugin's preClose (not-ready, drain.delay) and then waits for
+  // requests in flight; the timer bounds that wait so a stuck upstream cannot hold the exit.
+  let timer: NodeJS.Timeout | undefined
+  const bounded = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      app.log.warn({ timeoutMs: config.drain.timeout }, 'drain timeout: closing remaining connections')
+      app.server.closeAllConnections()
+      resolve()
+    }, config.drain.delay + config.drain.timeout)
+    timer.unref()
+  })
+  await Promise.race([app.close(), bounded])
+  clearTimeout(timer)
+}
+
+export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`
