@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The CLI: `fastify-ha-gateway validate|start --config gateway.yaml`.
 import { parseArgs } from 'node:util'
-import { ConfigError, formatIssue, loadConfigFile, type GatewayConfig } from '../lib/config/index.js'
+import { ConfigError, formatIssue, loadConfigFile, optionsTableMarkdown, type GatewayConfig } from '../lib/config/index.js'
 
 const USAGE = `Usage: fastify-ha-gateway <command> --config <file>
 
 Commands:
   validate   check a config file and print a summary (exit 0: valid, 1: invalid)
   start      start a gateway node from a config file (SIGTERM/SIGINT drain and exit 0)
+  options    print every config option with its default (Markdown)
 
 Options:
   -c, --config <file>   the YAML config file
@@ -57,6 +58,10 @@ async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parsed
   const [command, ...extra] = positionals
   if (values.help === true || command === undefined || command === 'help') return usage()
+  if (command === 'options') {
+    process.stdout.write(`${optionsTableMarkdown()}\n`)
+    return 0
+  }
   if (command !== 'validate' && command !== 'start') return usage(`unknown command "${command}"`)
   if (extra.length > 0) return usage(`unexpected argument "${extra[0]}"`)
   const file = values.config

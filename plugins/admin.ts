@@ -38,9 +38,28 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
     return {
       node: { id: opts.nodeId ?? 'gateway', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) },
       configVersion: opts.configVersion?.() ?? 0,
-      upstreams: fastify.loadBalancer.status(),
+      upstreams: withHealth(fastify),
     }
   })
+}
+
+/** The load balancer's view of each target, with the health record (reason, since, lastError, ejections) merged in. */
+function withHealth (fastify: FastifyInstance): ReturnType<FastifyInstance['loadBalancer']['status']> {
+  const status = fastify.loadBalancer.status()
+  if (!fastify.hasDecorator('gatewayHealth')) return status
+  const now = Date.now()
+  for (const [name, upstream] of Object.entries(status)) {
+    const snap = fastify.gatewayHealth.registry.snapshot(name, now)
+    if (snap === undefined) continue
+    const byId = new Map(snap.map((s) => [s.id, s]))
+    upstream.targets = upstream.targets.map((t) => {
+      const h = byId.get(t.id as string)
+      if (h === undefined) return t
+      const { id: _id, url: _url, status: _status, ...detail } = h
+      return { ...t, ...detail, since: new Date(h.since).toISOString() }
+    })
+  }
+  return status
 }
 
 export default fp(adminPlugin, {

@@ -1,21 +1,36 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { createHealth, HealthRegistry, type Health, type HealthCheckOptions, type HealthEvent, type RecoveryAction } from '../lib/health/index.js'
+import { createHealthMetrics } from '../lib/metrics/health-metrics.js'
+import type { TryObserver, UpstreamEntry } from '../lib/upstream/registry.js'
+
+/** `upstreams.<name>.healthCheck` as the config gives it (normalized) or code writes it (ms). */
+export interface UpstreamHealthOptions {
+  active?: HealthCheckOptions['active'] & { expectedStatuses?: ReadonlyArray<number | readonly [number, number]> }
+  passive?: Omit<NonNullable<HealthCheckOptions['passive']>, 'failureStatuses'> & { failureStatuses?: ReadonlyArray<number | readonly [number, number]> }
+  slowStart?: number
+  recovery?: Omit<NonNullable<HealthCheckOptions['recovery']>, 'action'>
+  /** /ready waits for this upstream (default true). */
+  required?: boolean
+}
 
 export interface HealthCheckPluginOptions {
-  /** Per upstream: `healthCheck.required` (default true) says whether /ready waits for it. */
-  upstreams?: Record<string, { healthCheck?: { required?: boolean } }>
+  upstreams?: Record<string, { healthCheck?: UpstreamHealthOptions }>
+  /** Recovery actions given in code, by upstream name (instead of, or besides, a webhook). */
+  recoveryActions?: Record<string, RecoveryAction>
   drain?: { delay?: number }
-  /** Paths of the liveness and readiness routes. */
   healthPath?: string
   readyPath?: string
 }
 
 export interface GatewayHealth {
+  readonly registry: HealthRegistry
   readonly draining: boolean
   /** Turn not-ready now (the first step of a drain). */
   startDrain (): void
-  /** Readiness verdict and why. */
   readiness (): { ready: boolean, draining: boolean, upstreams: Record<string, { required: boolean, eligible: number, total: number }> }
+  /** Subscribe to transitions, ejections, trials, re-admissions and recovery attempts. */
+  subscribe (fn: (e: HealthEvent) => void): () => void
 }
 
 declare module 'fastify' {
@@ -26,10 +41,62 @@ declare module 'fastify' {
 
 async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPluginOptions): Promise<void> {
   const lb = fastify.loadBalancer
+  const registry = new HealthRegistry()
+  const metrics = fastify.hasDecorator('gatewayMetrics')
+    ? createHealthMetrics(fastify.gatewayMetrics.registry, lb.upstreams, registry)
+    : undefined
+  const checks = new Map<string, { health: Health, observer: TryObserver, entry: UpstreamEntry }>()
   let draining = false
   const required = (name: string): boolean => opts.upstreams?.[name]?.healthCheck?.required ?? true
 
+  // Each transition is logged once, where it happens: never per request.
+  registry.subscribe((e) => {
+    if (e.type === 'transition') fastify.log.info({ upstream: e.upstream, target: e.target.id, from: e.from, to: e.to, reason: e.reason }, 'target status changed')
+    else if (e.type === 'ejected') fastify.log.warn({ upstream: e.upstream, target: e.target.id, reason: e.reason, forMs: e.until - e.at, ejectionCount: e.ejectionCount }, 'target ejected')
+    else if (e.type === 'recovery_result' && !e.ok) fastify.log.warn({ upstream: e.upstream, target: e.target.id, error: e.error }, 'recovery action failed')
+  })
+
+  function attach (entry: UpstreamEntry): void {
+    detach(entry.name)
+    const cfg = opts.upstreams?.[entry.name]?.healthCheck ?? {}
+    const action = opts.recoveryActions?.[entry.name]
+    const health = createHealth(entry.pool, {
+      active: cfg.active,
+      passive: cfg.passive === undefined ? undefined : { ...cfg.passive, failureStatuses: expand(cfg.passive.failureStatuses) },
+      slowStart: cfg.slowStart,
+      recovery: cfg.recovery === undefined ? undefined : { ...cfg.recovery, action },
+    }, { registry, onProbe: metrics?.onProbe })
+    const observer: TryObserver = {
+      onTryStart: health.onRequestStart,
+      onTryEnd (target, r, now) {
+        if (r.aborted) return
+        health.onResult(target, r.error !== undefined
+          ? { ok: false, error: (r.error as { code?: string }).code ?? r.error.message }
+          : { ok: true, status: r.statusCode }, now)
+      },
+    }
+    entry.observers.push(observer)
+    checks.set(entry.name, { health, observer, entry })
+    health.start()
+  }
+
+  function detach (name: string): void {
+    const c = checks.get(name)
+    if (c === undefined) return
+    checks.delete(name)
+    const i = c.entry.observers.indexOf(c.observer)
+    if (i !== -1) c.entry.observers.splice(i, 1)
+    c.health.close().catch((err: unknown) => { fastify.log.warn({ err }, 'closing health checks failed') })
+    registry.delete(name)
+  }
+
+  const onAdded = (e: UpstreamEntry): void => { attach(e) }
+  const onRemoved = (e: UpstreamEntry): void => { detach(e.name) }
+  lb.upstreams.on('added', onAdded)
+  lb.upstreams.on('removed', onRemoved)
+
   const health: GatewayHealth = {
+    registry,
     get draining () { return draining },
     startDrain () { draining = true },
     readiness () {
@@ -45,10 +112,11 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
       }
       return { ready, draining, upstreams }
     },
+    subscribe: (fn) => registry.subscribe(fn),
   }
   fastify.decorate('gatewayHealth', health)
 
-  // Liveness: the process serves. HEAD is answered too (exposeHeadRoute).
+  // Liveness: the process serves. Both routes answer HEAD (exposeHeadRoute).
   fastify.get(opts.healthPath ?? '/health', { logLevel: 'warn' }, async () => ({ status: 'ok' }))
   fastify.get(opts.readyPath ?? '/ready', { logLevel: 'warn' }, async (_request, reply) => {
     const r = health.readiness()
@@ -56,13 +124,34 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     return { status: r.ready ? 'ready' : 'not_ready', ...r }
   })
 
-  // Drain, step 1 and 2: turn not-ready, then give the load balancers in front drain.delay to notice.
-  // Fastify then stops accepting and waits for requests in flight (step 3) before onClose (step 4).
+  // Probes start once the app is ready, so a failed boot leaves no timers behind.
+  fastify.addHook('onReady', async () => {
+    for (const e of lb.upstreams) if (!checks.has(e.name)) attach(e)
+  })
+  // Drain: 1. not ready, 2. drain.delay for the load balancers in front to notice;
+  // Fastify then stops accepting and finishes requests in flight (3) before onClose (4).
   fastify.addHook('preClose', async () => {
     health.startDrain()
     const delay = opts.drain?.delay ?? 0
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
   })
+  fastify.addHook('onClose', async () => {
+    lb.upstreams.off('added', onAdded)
+    lb.upstreams.off('removed', onRemoved)
+    await Promise.all([...checks.values()].map(async (c) => await c.health.close()))
+    checks.clear()
+  })
+}
+
+/** [[502, 504]] -> [502, 503, 504]: the config's ranges as the detector's status list. */
+function expand (spec: ReadonlyArray<number | readonly [number, number]> | undefined): number[] | undefined {
+  if (spec === undefined) return undefined
+  const out: number[] = []
+  for (const s of spec) {
+    if (typeof s === 'number') out.push(s)
+    else for (let c = s[0]; c <= s[1]; c++) out.push(c)
+  }
+  return out
 }
 
 export default fp(healthCheckPlugin, {

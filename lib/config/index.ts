@@ -15,3 +15,4 @@ export {
   type DrainConfig, type StatusRange,
 } from './schema.js'
 export { STRATEGIES, type Strategy } from '../balancers/types.js'
+export { optionsTableMarkdown } from './options-table.js'

@@ -3,7 +3,25 @@ import { createBalancer } from '../balancers/index.js'
 import type { Balancer, Strategy } from '../balancers/types.js'
 import { compileHashOn, type HashKeyFn } from '../proxy/hash-key.js'
 import { UpstreamPool } from './pool.js'
-import type { TargetSpec } from './target.js'
+import type { Target, TargetSpec } from './target.js'
+
+/** How one try on a target ended, as observers see it. */
+export interface TryResult {
+  /** Response status; 0 when no response came. */
+  statusCode: number
+  error: Error | undefined
+  /** The gateway cancelled the try (client left, hedge lost): says nothing about the target. */
+  aborted: boolean
+}
+
+/**
+ * Watches every try on an upstream (passive health, breakers). Called synchronously on the
+ * request path: keep it O(1) and allocation free.
+ */
+export interface TryObserver {
+  onTryStart? (target: Target, now: number): void
+  onTryEnd? (target: Target, result: TryResult, now: number): void
+}
 
 export interface UpstreamTimeouts {
   /** ms to establish a connection (Agent level) */
@@ -39,6 +57,8 @@ export class UpstreamEntry {
   generation = 0
   removed = false
   private readonly balancers = new Map<Strategy, Balancer>()
+  /** Observers of every try on this upstream; the load balancer calls them. */
+  readonly observers: TryObserver[] = []
 
   constructor (name: string, pool: UpstreamPool) {
     this.name = name

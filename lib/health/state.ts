@@ -1,0 +1,237 @@
+import type { Target, TargetStatus } from '../upstream/target.js'
+import type { UpstreamPool } from '../upstream/pool.js'
+import type { EjectReason, HealthEvents, ReadmitReason, TransitionReason } from './events.js'
+
+/** What active probes have concluded, apart from draining. */
+export type Verdict = 'unknown' | 'healthy' | 'unhealthy'
+
+/**
+ * Per-target health record: the one source of truth. Status and ejection are
+ * mirrored onto the Target (what balancers read) only through PoolHealth methods;
+ * the detectors may update the counters directly.
+ */
+export interface HealthRecord {
+  status: TargetStatus
+  reason: TransitionReason | 'start'
+  /** epoch-ms of the last status change (or of record creation) */
+  since: number
+  lastError: string | undefined
+  lastErrorAt: number
+  /** Active probes in a row (hysteresis counters). */
+  consecutiveSuccesses: number
+  consecutiveFailures: number
+  /** Live-traffic failures in a row (passive detection). */
+  passiveFailures: number
+  /** Current ejection multiplier n (ejection time = base × n); decays, see passive.ts. */
+  ejectionCount: number
+  /** Lifetime ejections, for the status route and metrics. */
+  totalEjections: number
+  /** Mirror of target.ejectedUntil; 0 = in service. */
+  ejectedUntil: number
+  /** epoch-ms the last ejection ended (re-admission), 0 = never. */
+  readmittedAt: number
+  /** epoch-ms the trial request started, 0 = no trial in flight. */
+  trialSince: number
+  /** The status active probes decided, kept while draining so undrain can restore it. */
+  verdict: Verdict
+  /** Present when the pool's health started: its first unknown -> healthy gets no slow start. */
+  readonly boot: boolean
+}
+
+export interface Thresholds {
+  healthy: number
+  unhealthy: number
+}
+
+export interface PoolHealthOptions {
+  /** Slow-start ramp in ms after a target turns healthy; 0 = off. */
+  slowStart?: number
+}
+
+/**
+ * The status state machine of one upstream pool. Every change is applied to the
+ * Target, announced with `pool.touch()` and emitted once as an event.
+ */
+export class PoolHealth {
+  readonly pool: UpstreamPool
+  readonly events: HealthEvents
+  slowStart: number
+  private readonly records = new WeakMap<Target, HealthRecord>()
+  private readonly bootTargets: WeakSet<Target>
+
+  constructor (pool: UpstreamPool, events: HealthEvents, options: PoolHealthOptions = {}) {
+    this.pool = pool
+    this.events = events
+    this.slowStart = options.slowStart ?? 0
+    this.bootTargets = new WeakSet(pool.targets)
+  }
+
+  get upstream (): string { return this.pool.name }
+
+  record (target: Target): HealthRecord {
+    let r = this.records.get(target)
+    if (r === undefined) {
+      r = {
+        status: target.status,
+        reason: 'start',
+        since: Date.now(),
+        lastError: undefined,
+        lastErrorAt: 0,
+        consecutiveSuccesses: 0,
+        consecutiveFailures: 0,
+        passiveFailures: 0,
+        ejectionCount: 0,
+        totalEjections: 0,
+        ejectedUntil: target.ejectedUntil,
+        readmittedAt: 0,
+        trialSince: 0,
+        verdict: target.status === 'healthy' || target.status === 'unhealthy' ? target.status : 'unknown',
+        boot: this.bootTargets.has(target),
+      }
+      this.records.set(target, r)
+    }
+    return r
+  }
+
+  /**
+   * Feed one active probe result. Hysteresis: `healthy` needs `t.healthy` passes in a
+   * row and `unhealthy` needs `t.unhealthy` failures in a row; from `unknown` the first
+   * result decides (a new target should not wait several intervals for a verdict).
+   */
+  recordProbe (target: Target, ok: boolean, error: string | undefined, t: Thresholds, now = Date.now()): void {
+    const r = this.record(target)
+    if (ok) {
+      r.consecutiveSuccesses++
+      r.consecutiveFailures = 0
+      if (r.verdict !== 'healthy' && (r.verdict === 'unknown' || r.consecutiveSuccesses >= t.healthy)) {
+        this.setVerdict(target, 'healthy', 'probe_passed', undefined, now)
+      }
+    } else {
+      r.consecutiveFailures++
+      r.consecutiveSuccesses = 0
+      this.noteError(r, error, now)
+      if (r.verdict !== 'unhealthy' && (r.verdict === 'unknown' || r.consecutiveFailures >= t.unhealthy)) {
+        this.setVerdict(target, 'unhealthy', 'probe_failed', error, now)
+      }
+    }
+  }
+
+  /** Set the probe verdict; the status follows unless the target is draining. */
+  setVerdict (target: Target, verdict: Verdict, reason: TransitionReason, error?: string, now = Date.now()): void {
+    const r = this.record(target)
+    r.verdict = verdict
+    if (verdict === 'unhealthy') this.noteError(r, error, now)
+    if (r.status !== 'draining') this.setStatus(target, verdict, reason, error, now)
+  }
+
+  /** The single place a status changes: Target fields, slow start, pool.touch, one event. */
+  setStatus (target: Target, to: TargetStatus, reason: TransitionReason, error?: string, now = Date.now()): void {
+    const r = this.record(target)
+    const from = r.status
+    if (from === to && target.status === to) return
+    r.status = to
+    r.reason = reason
+    r.since = now
+    target.status = to
+    if (to === 'healthy' && this.slowStart > 0 && !(from === 'unknown' && r.boot)) {
+      target.slowStartFrom = now
+      target.slowStartUntil = now + this.slowStart
+    }
+    this.pool.touch(target)
+    this.events.emit({ type: 'transition', upstream: this.upstream, target, from, to, reason, error, at: now })
+  }
+
+  drain (target: Target, now = Date.now()): void {
+    this.setStatus(target, 'draining', 'drain', undefined, now)
+  }
+
+  undrain (target: Target, now = Date.now()): void {
+    const r = this.record(target)
+    if (r.status === 'draining') this.setStatus(target, r.verdict, 'undrain', undefined, now)
+  }
+
+  /** Take a target out of traffic until `until` (epoch-ms). The caller decided n and the time. */
+  eject (target: Target, until: number, reason: EjectReason, error?: string, now = Date.now()): void {
+    const r = this.record(target)
+    r.ejectedUntil = until
+    r.trialSince = 0
+    r.totalEjections++
+    target.ejectedUntil = until
+    this.pool.touch(target)
+    this.events.emit({
+      type: 'ejected', upstream: this.upstream, target, reason, until, ejectionCount: r.ejectionCount, error, at: now,
+    })
+  }
+
+  /** Hold an expired ejection while its one trial request is in flight (others skip the target). */
+  startTrial (target: Target, holdUntil: number, now = Date.now()): void {
+    const r = this.record(target)
+    r.trialSince = now
+    r.ejectedUntil = holdUntil
+    target.ejectedUntil = holdUntil
+    this.pool.touch(target)
+    this.events.emit({ type: 'trial', upstream: this.upstream, target, at: now })
+  }
+
+  readmit (target: Target, reason: ReadmitReason, now = Date.now()): void {
+    const r = this.record(target)
+    if (r.ejectedUntil === 0 && target.ejectedUntil === 0) return
+    r.ejectedUntil = 0
+    r.trialSince = 0
+    r.passiveFailures = 0
+    r.readmittedAt = now
+    target.ejectedUntil = 0
+    this.pool.touch(target)
+    this.events.emit({ type: 'readmitted', upstream: this.upstream, target, reason, at: now })
+  }
+
+  noteError (r: HealthRecord, error: string | undefined, now: number): void {
+    if (error === undefined) return
+    r.lastError = error
+    r.lastErrorAt = now
+  }
+
+  snapshot (now = Date.now()): TargetHealthSnapshot[] {
+    return this.pool.targets.map((t) => {
+      const r = this.record(t)
+      return {
+        id: t.id,
+        url: t.url,
+        status: r.status,
+        reason: r.reason,
+        since: r.since,
+        lastError: r.lastError ?? null,
+        lastErrorAt: r.lastErrorAt === 0 ? null : r.lastErrorAt,
+        consecutiveFailures: r.consecutiveFailures,
+        consecutiveSuccesses: r.consecutiveSuccesses,
+        passiveFailures: r.passiveFailures,
+        ejectionCount: r.ejectionCount,
+        totalEjections: r.totalEjections,
+        ejected: r.ejectedUntil !== 0,
+        ejectedUntil: r.ejectedUntil === 0 ? null : r.ejectedUntil,
+        trialInFlight: r.trialSince !== 0 && now < r.ejectedUntil,
+        slowStartUntil: t.slowStartUntil > now ? t.slowStartUntil : null,
+      }
+    })
+  }
+}
+
+/** One target as the status route shows it (times are epoch-ms). */
+export interface TargetHealthSnapshot {
+  id: string
+  url: string
+  status: TargetStatus
+  reason: string
+  since: number
+  lastError: string | null
+  lastErrorAt: number | null
+  consecutiveFailures: number
+  consecutiveSuccesses: number
+  passiveFailures: number
+  ejectionCount: number
+  totalEjections: number
+  ejected: boolean
+  ejectedUntil: number | null
+  trialInFlight: boolean
+  slowStartUntil: number | null
+}
