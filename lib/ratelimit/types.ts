@@ -1,0 +1,35 @@
+// The contract between rate-limit algorithms, stores and the plugin.
+
+export const ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
+export type Algorithm = typeof ALGORITHMS[number]
+
+/** One limit, normalized (window in ms). */
+export interface LimitRule {
+  algorithm: Algorithm
+  /** Units allowed per window (token_bucket: bucket size; refills `limit` per `window`). */
+  limit: number
+  /** ms */
+  window: number
+}
+
+/** The answer for one key under one rule. All times in ms. */
+export interface Decision {
+  allowed: boolean
+  limit: number
+  /** Units left after this request (0 when refused). */
+  remaining: number
+  /** ms until the budget is fully available again (RateLimit `reset`). */
+  resetMs: number
+  /** ms the client should wait before a retry would pass (0 when allowed). */
+  retryAfterMs: number
+}
+
+/**
+ * A store decides atomically: check and spend `cost` units of `key` under `rule`.
+ * `key` is already hashed and prefixed by the caller (no client string reaches it raw).
+ * A store that fails rejects (Redis down, deadline passed); the plugin applies the outage policy.
+ */
+export interface RateLimitStore {
+  consume (key: string, rule: LimitRule, cost: number): Promise<Decision>
+  close? (): Promise<void>
+}
