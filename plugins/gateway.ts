@@ -38,6 +38,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
+    failover: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, u.failover])),
+    circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
   })
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
@@ -48,7 +50,14 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     passThroughBodies(scope)
     for (const route of config.routes) {
       const base = route.path.replace(/\/+$/, '')
-      const routeConfig = { upstream: route.upstream, strategy: route.strategy, hashOn: route.hashOn, gatewayRoute: route.path }
+      const routeConfig = {
+        upstream: route.upstream,
+        strategy: route.strategy,
+        hashOn: route.hashOn,
+        gatewayRoute: route.path,
+        failover: route.failover,
+        fallbackResponse: route.fallbackResponse,
+      }
       for (const url of base === '' ? ['/', '/*'] : [base, `${base}/*`]) {
         scope.route({
           method: route.methods ?? [...ALL_METHODS],
@@ -76,14 +85,11 @@ export function notYetImplemented (config: GatewayConfig): string[] {
   const keys: string[] = []
   if (config.cluster.redis !== undefined) keys.push('cluster.redis')
   for (const [name, u] of Object.entries(config.upstreams)) {
-    if (u.circuitBreaker !== undefined) keys.push(`upstreams.${name}.circuitBreaker`)
     if (u.discovery !== undefined) keys.push(`upstreams.${name}.discovery`)
-    if (u.failover.fallback !== undefined || u.failover.hedge !== undefined) keys.push(`upstreams.${name}.failover`)
   }
   config.routes.forEach((r, i) => {
     if (r.rateLimit.length > 0) keys.push(`routes[${i}].rateLimit`)
     if (r.cache !== undefined) keys.push(`routes[${i}].cache`)
-    if (r.fallbackResponse !== undefined) keys.push(`routes[${i}].fallbackResponse`)
   })
   return keys
 }
@@ -149,15 +155,19 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
 }
 
 async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Promise<void> {
-  // app.close() runs the health plugin's preClose (not-ready, drain.delay) and then waits for
-  // requests in flight; the timer bounds that wait so a stuck upstream cannot hold the exit.
+  // 1-2. Turn not-ready and keep serving for drain.delay, so load balancers in front move away.
+  // This must happen before app.close(): Fastify refuses new requests as soon as close() starts.
+  app.gatewayHealth.startDrain()
+  if (config.drain.delay > 0) await new Promise((resolve) => setTimeout(resolve, config.drain.delay))
+  // 3-4. Stop accepting, finish requests in flight, close. The timer bounds the wait so a stuck
+  // upstream cannot hold the exit.
   let timer: NodeJS.Timeout | undefined
   const bounded = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
       app.log.warn({ timeoutMs: config.drain.timeout }, 'drain timeout: closing remaining connections')
       app.server.closeAllConnections()
       resolve()
-    }, config.drain.delay + config.drain.timeout)
+    }, config.drain.timeout)
     timer.unref()
   })
   await Promise.race([app.close(), bounded])

@@ -130,7 +130,9 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
   })
   // Drain: 1. not ready, 2. drain.delay for the load balancers in front to notice;
   // Fastify then stops accepting and finishes requests in flight (3) before onClose (4).
+  // (startNode drains before close(); this covers a plain app.close(), where Fastify already refuses new requests.)
   fastify.addHook('preClose', async () => {
+    if (draining) return
     health.startDrain()
     const delay = opts.drain?.delay ?? 0
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
