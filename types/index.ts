@@ -5,8 +5,11 @@ import type { Agent } from 'undici'
 import type { Strategy } from '../lib/balancers/types.js'
 import type { UpstreamEntry, UpstreamRegistry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstream/registry.js'
 import type { Target, TargetSpec, TargetStatus, CircuitState } from '../lib/upstream/target.js'
+import type { FailoverOptions, FallbackResponse, FailoverRegistry } from '../lib/proxy/failover-registry.js'
+import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
+import type { Notifications, NotifierSpec } from '../lib/failover/notifier.js'
 
-export type { Strategy, UpstreamSpec, UpstreamTimeouts, TargetSpec, TargetStatus, CircuitState }
+export type { Strategy, UpstreamSpec, UpstreamTimeouts, TargetSpec, TargetStatus, CircuitState, FailoverOptions, FallbackResponse, CircuitBreakerOptions, NotifierSpec }
 
 /** Per-route proxy settings: in route `config`, or passed to `reply.proxy()`. */
 export interface ProxyOptions {
@@ -16,12 +19,22 @@ export interface ProxyOptions {
   strategy?: Strategy
   /** consistent_hash key: ip | path | header:<name> | cookie:<name>. */
   hashOn?: string
+  /** Overrides of the upstream's failover keys for this route. */
+  failover?: FailoverOptions
+  /** Static answer when no target could serve (no eligible target, or every try failed). */
+  fallbackResponse?: FallbackResponse
 }
 
 export interface LoadBalancerOptions {
   upstreams?: Record<string, UpstreamSpec>
   /** Gateway-wide default timeouts (ms); an upstream's `timeouts` override them. */
   timeouts?: Partial<UpstreamTimeouts>
+  /** Failover by upstream name; an upstream not listed gets the defaults (2 retries on another target). */
+  failover?: Record<string, FailoverOptions>
+  /** Circuit breakers by upstream name; an upstream not listed has none. */
+  circuitBreaker?: Record<string, CircuitBreakerOptions>
+  /** Where failover events go (default: the app's log). */
+  notify?: NotifierSpec[]
   agent?: {
     /** ms an idle keep-alive connection to an upstream stays open (default 4000). */
     keepAliveTimeout?: number
@@ -33,6 +46,10 @@ export interface LoadBalancerOptions {
 export interface LoadBalancer extends EventEmitter {
   readonly upstreams: UpstreamRegistry
   readonly agent: Agent
+  /** Per-upstream retry budgets and circuit breakers. */
+  readonly failover: FailoverRegistry
+  /** The failover event hub: `notifications.add(notifier)` to subscribe in code. */
+  readonly notifications: Notifications
   addUpstream (name: string, spec: UpstreamSpec): UpstreamEntry
   removeUpstream (name: string): boolean
   addTarget (upstream: string, spec: TargetSpec): Target

@@ -1,4 +1,20 @@
 import type { Target } from '../upstream/target.js'
+import type { TryObserver, TryResult } from '../upstream/registry.js'
+
+const NO_OBSERVERS: readonly TryObserver[] = []
+// Reused per call: observers read it synchronously and keep nothing.
+const result: TryResult = { statusCode: 0, error: undefined, aborted: false }
+import type { UpstreamFailover } from './failover-registry.js'
+
+/** What happens to a try's response once its headers are in: sent to the client... */
+export const PASS = 0
+/** ...dropped (a hedge that lost, a failure while another try runs)... */
+export const DROP = 1
+/** ...or dropped, and the next try starts after retryDelay. */
+export const RETRY = 2
+/** ...or dropped, and the route's static fallbackResponse answers. */
+export const FALLBACK = 3
+export type Verdict = typeof PASS | typeof DROP | typeof RETRY | typeof FALLBACK
 
 /**
  * One try of a proxied request against one target. It is also the request's
@@ -18,6 +34,21 @@ export class Attempt {
   bodyTimeout: number
   /** Free slot for the layer that started the try (route plan, failover state). */
   owner: unknown
+  /** Circuit-breaker ticket of this try (-1: no breaker). */
+  ticket = -1
+  /** This try holds a retry-budget slot (a retry or a hedge): released when it ends. */
+  slot = false
+  /** What the proxy does with this try's response: see Verdict. */
+  verdict: Verdict = PASS
+  /** Backoff before the next try when verdict is RETRY (ms). */
+  retryDelay = 0
+  /** The response's Retry-After header, if any. */
+  retryAfter: string | string[] | undefined = undefined
+  /** Budget and breakers of the upstream this try went to. */
+  failover: UpstreamFailover | undefined = undefined
+
+  /** The upstream's try observers (passive health...), told when this try starts and ends. */
+  observers: readonly TryObserver[] = NO_OBSERVERS
 
   aborted = false
   reason: unknown = undefined
@@ -51,5 +82,19 @@ export class Attempt {
     const fn = this.abortListener
     this.abortListener = undefined
     if (fn !== undefined) fn()
+  }
+
+  notifyStart (now: number): void {
+    const obs = this.observers
+    for (let i = 0; i < obs.length; i++) obs[i].onTryStart?.(this.target, now)
+  }
+
+  notifyEnd (now: number): void {
+    const obs = this.observers
+    if (obs.length === 0) return
+    result.statusCode = this.statusCode
+    result.error = this.error
+    result.aborted = this.aborted
+    for (let i = 0; i < obs.length; i++) obs[i].onTryEnd?.(this.target, result, now)
   }
 }

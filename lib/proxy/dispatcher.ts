@@ -60,6 +60,7 @@ export class TrackingDispatcher {
       }
       attempt.statusCode = data.statusCode
       attempt.headersMs = performance.now() - attempt.startedAt
+      attempt.retryAfter = data.headers['retry-after']
       observer.onHeaders(attempt)
       const body = data.body
       body.once('close', () => finish(observer, attempt))
