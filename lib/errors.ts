@@ -19,6 +19,12 @@ export const ERRORS = {
   TARGET_NOT_FOUND: { code: 'FHG_ERR_TARGET_NOT_FOUND', statusCode: 404, message: 'Target "%s" not found' },
   CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit' },
   RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed' },
+  REDIS_UNAVAILABLE: { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503, message: 'Redis is unavailable: %s' },
+  CONFIG_CONFLICT: { code: 'FHG_ERR_CONFIG_CONFLICT', statusCode: 409, message: 'Stale config version: the store holds version %s' },
+  RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s' },
+  RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
+  RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s' },
+  RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later' },
 } as const satisfies Record<string, GatewayErrorDef>
 
 export type GatewayErrorName = keyof typeof ERRORS

@@ -1,0 +1,286 @@
+// ClusterConfigManager: the shared config as one versioned document in Redis, compare-and-set, and watch.
+//
+// Key `${cluster}:config`, a HASH: version (integer, 1 for the first document), rev (random id of
+// the write), config (JSON), updatedAt (epoch-ms, Redis's clock). Every accepted write PUBLISHes
+// the new version on `${cluster}:config:changed` from inside the script, so no write goes out
+// unannounced. Nodes apply on that notice and also pull `version` + `rev` every interval, which
+// heals a lost message within one interval (no keyspace notifications). The store keeps JSON;
+// validating it is the caller's job (the plugin runs validateConfig before put()).
+//
+// Boot precedence (the plugin's): the store's document wins; the CLI's file only seeds an empty
+// store (seedIfEmpty); with Redis down the node boots from the snapshot, else from the file.
+import { randomBytes } from 'node:crypto'
+import { Cluster } from 'ioredis'
+import { GatewayError } from '../errors.js'
+import type { ClusterContext } from './context.js'
+import { defineScript } from './script.js'
+import { readJsonFile, writeFileAtomic } from './snapshot.js'
+import { Ticker } from './ticker.js'
+
+export interface ConfigDoc<T = unknown> {
+  version: number
+  /** Random id of the write: tells two documents apart even if a failover reused a version. */
+  rev: string
+  config: T
+  /** epoch-ms of the write (Redis's clock; the local clock for a node without Redis). */
+  updatedAt: number
+}
+
+/** put() with a stale expected version; `currentVersion` is what the store holds (0: empty). */
+export class ConfigConflictError extends GatewayError {
+  readonly currentVersion: number
+  constructor (currentVersion: number) {
+    super('CONFIG_CONFLICT', String(currentVersion))
+    this.name = 'ConfigConflictError'
+    this.currentVersion = currentVersion
+  }
+}
+
+/**
+ * Called with the new document and the one it replaces. Throw to refuse it: no snapshot is
+ * written, the error goes to onError, and the document is not offered again (`current` moves on).
+ */
+export type ConfigWatcher<T> = (doc: ConfigDoc<T>, previous: ConfigDoc<T> | undefined) => void | Promise<void>
+
+export interface ConfigStoreOptions {
+  /** ms between pulls of the version (the heartbeat interval). */
+  interval: number
+  /** Where the last good document is written after every apply; absent: no snapshot. */
+  snapshotPath?: string
+  /** Write the last known document back when the store is found empty (Redis lost its data). Default true. */
+  reseedWhenEmpty?: boolean
+  /**
+   * Replicas that must hold a write before put() resolves (WAIT; standalone and Sentinel only).
+   * With 1, a Sentinel failover cannot lose an accepted version. Default 0.
+   */
+  minReplicas?: number
+  /** ms WAIT may take; capped below the client's commandTimeout and the link's deadline. Default 150. */
+  replicaTimeout?: number
+  onError?: (err: Error) => void
+}
+
+// KEYS[1] config hash. ARGV[1] 'cas' | 'seed'; ARGV[2] expected version (cas) or version to seed with
+// (seed); ARGV[3] config JSON; ARGV[4] rev; ARGV[5] channel. Returns { accepted 0|1, version, updatedAt }.
+const writeScript = defineScript('fhgConfigWrite', 1, `
+local cur = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
+local nxt
+if ARGV[1] == 'seed' then
+  -- SET NX semantics: the file seeds an empty store only
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {0, cur, 0} end
+  nxt = tonumber(ARGV[2])
+else
+  -- compare-and-set: the writer must have read the version it replaces
+  if tonumber(ARGV[2]) ~= cur then return {0, cur, 0} end
+  nxt = cur + 1
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'version', nxt, 'rev', ARGV[4], 'config', ARGV[3], 'updatedAt', now)
+-- announce from inside the script: a write is never left unannounced
+redis.call('PUBLISH', ARGV[5], nxt)
+return {1, nxt, now}
+`)
+
+export class ClusterConfigManager<T = unknown> {
+  private _current: ConfigDoc<T> | undefined
+  private readonly watchers = new Set<ConfigWatcher<T>>()
+  private readonly ticker: Ticker
+  /** Applies run one at a time, in the order Redis accepted them. */
+  private chain: Promise<void> = Promise.resolve()
+  private syncQueued = false
+  private snapshotChain: Promise<void> = Promise.resolve()
+  private unsubscribe: (() => void) | undefined
+  private unResubscribed: (() => void) | undefined
+  private closed = false
+  private readonly onUp = (): void => { this.sync().catch(noop) }
+  private readonly onError: (err: Error) => void
+
+  constructor (private readonly ctx: ClusterContext, private readonly o: ConfigStoreOptions) {
+    this.onError = o.onError ?? noop
+    this.ticker = new Ticker(() => this.sync(), o.interval)
+  }
+
+  /** The document this node applies now (from Redis, the snapshot or setCurrent). */
+  get current (): ConfigDoc<T> | undefined { return this._current }
+
+  /** Adopt `doc` as applied (booted from a file or snapshot) without calling the watchers. */
+  setCurrent (doc: ConfigDoc<T>): void { this._current = doc }
+
+  /** Subscribe to change notices and start the periodic pull; never waits on Redis. */
+  start (): void {
+    if (this.closed || !this.ctx.link.enabled || this.ticker.active) return
+    this.unsubscribe = this.ctx.pubsub.subscribe(this.ctx.keys.configChanged, (msg) => {
+      // the notice names a version we lack: fetch the document straight away
+      if (Number(msg) !== this._current?.version) this.sync(true).catch(noop)
+    })
+    this.unResubscribed = this.ctx.pubsub.onResubscribed(() => { this.sync().catch(noop) })
+    this.ctx.link.on('up', this.onUp)
+    this.ticker.start()
+  }
+
+  /** `fn` runs for every new document, the local put()s included; returns the unwatch function. */
+  watch (fn: ConfigWatcher<T>): () => void {
+    this.watchers.add(fn)
+    return () => { this.watchers.delete(fn) }
+  }
+
+  /** The store's document (undefined: empty). Rejects when Redis cannot answer; without Redis: the current one. */
+  async get (): Promise<ConfigDoc<T> | undefined> {
+    if (!this.ctx.link.enabled) return this._current
+    const h = await this.ctx.link.call('config get', (c) => c.hgetall(this.ctx.keys.config))
+    return parseDoc<T>(h)
+  }
+
+  /**
+   * Compare-and-set: write `config` as version expectedVersion + 1 if the store still holds
+   * `expectedVersion` (0: empty), then apply it here. Stale: ConfigConflictError.
+   */
+  async put (config: T, expectedVersion: number): Promise<ConfigDoc<T>> {
+    if (!Number.isInteger(expectedVersion) || expectedVersion < 0) throw new TypeError('expectedVersion must be an integer >= 0')
+    const json = JSON.stringify(config)
+    const rev = newRev()
+    if (!this.ctx.link.enabled) {
+      const cur = this._current?.version ?? 0
+      if (cur !== expectedVersion) throw new ConfigConflictError(cur)
+      const doc: ConfigDoc<T> = { version: cur + 1, rev, config: JSON.parse(json) as T, updatedAt: Date.now() }
+      await this.enqueue(() => this.apply(doc))
+      return doc
+    }
+    const [ok, version, updatedAt] = await this.write('cas', expectedVersion, json, rev)
+    if (ok !== 1) throw new ConfigConflictError(version)
+    await this.waitReplicas()
+    const doc: ConfigDoc<T> = { version, rev, config: JSON.parse(json) as T, updatedAt }
+    await this.enqueue(() => this.applyIfNew(doc))
+    return doc
+  }
+
+  /**
+   * Write `config` only if the store holds no document (SET NX semantics), as `version`
+   * (default 1). Resolves whether it seeded; a node then applies whatever get() returns.
+   */
+  async seedIfEmpty (config: T, version = 1, rev = newRev()): Promise<boolean> {
+    if (!this.ctx.link.enabled) {
+      if (this._current !== undefined) return false
+      this._current = { version, rev, config, updatedAt: Date.now() }
+      return true
+    }
+    const [ok] = await this.write('seed', version, JSON.stringify(config), rev)
+    return ok === 1
+  }
+
+  /**
+   * Pull the version now (`fetch`: the whole document) and apply it if it is not the current one;
+   * coalesces with a sync already queued.
+   */
+  async sync (fetch = false): Promise<void> {
+    if (this.syncQueued || this.closed || !this.ctx.link.enabled) return await this.chain
+    this.syncQueued = true
+    return await this.enqueue(async () => {
+      this.syncQueued = false
+      try {
+        if (fetch) {
+          const doc = await this.get()
+          if (doc !== undefined) await this.applyIfNew(doc)
+        } else {
+          await this.pull()
+        }
+      } catch {
+        // Redis down or slow: the link reported it; the next tick retries
+      }
+    })
+  }
+
+  /** The snapshot, if any (for a boot while Redis is down). */
+  async loadSnapshot (): Promise<ConfigDoc<T> | undefined> {
+    if (this.o.snapshotPath === undefined) return undefined
+    const v = await readJsonFile(this.o.snapshotPath)
+    const doc = v as Partial<ConfigDoc<T>> | undefined
+    if (doc === undefined || typeof doc !== 'object' || doc === null || !Number.isInteger(doc.version) || doc.config === undefined) return undefined
+    return { version: doc.version!, rev: String(doc.rev ?? ''), config: doc.config, updatedAt: Number(doc.updatedAt ?? 0) }
+  }
+
+  /** Write `doc` as the snapshot (writes are serialized; the last one wins). */
+  async writeSnapshot (doc: ConfigDoc<T>): Promise<void> {
+    const path = this.o.snapshotPath
+    if (path === undefined) return
+    const next = this.snapshotChain.then(() => writeFileAtomic(path, JSON.stringify(doc)))
+    this.snapshotChain = next.catch(noop)
+    await next
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    this.unsubscribe?.()
+    this.unResubscribed?.()
+    this.ctx.link.off('up', this.onUp)
+    await this.ticker.stop()
+    await this.chain
+    await this.snapshotChain
+  }
+
+  private async pull (): Promise<void> {
+    const [v, rev] = await this.ctx.link.call('config version', (c) => c.hmget(this.ctx.keys.config, 'version', 'rev'))
+    const cur = this._current
+    if (v === null) {
+      // empty store (Redis restarted without data): put back what this node runs, same version and rev
+      if (cur !== undefined && this.o.reseedWhenEmpty !== false) await this.seedIfEmpty(cur.config, cur.version, cur.rev)
+      return
+    }
+    if (cur !== undefined && Number(v) === cur.version && rev === cur.rev) return
+    const doc = await this.get()
+    if (doc !== undefined) await this.applyIfNew(doc)
+  }
+
+  private async applyIfNew (doc: ConfigDoc<T>): Promise<void> {
+    const cur = this._current
+    if (cur !== undefined && cur.version === doc.version && cur.rev === doc.rev) return
+    await this.apply(doc)
+  }
+
+  private async apply (doc: ConfigDoc<T>): Promise<void> {
+    const previous = this._current
+    this._current = doc
+    let good = true
+    for (const fn of [...this.watchers]) {
+      try {
+        await fn(doc, previous)
+      } catch (err) {
+        good = false
+        this.onError(err as Error)
+      }
+    }
+    if (good) this.writeSnapshot(doc).catch((err: Error) => this.onError(err))
+  }
+
+  private enqueue (fn: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(fn)
+    this.chain = next.catch(noop)
+    return next
+  }
+
+  private async write (mode: 'cas' | 'seed', version: number, json: string, rev: string): Promise<[number, number, number]> {
+    const res = await this.ctx.link.call(`config ${mode}`, (c) =>
+      writeScript(c, [this.ctx.keys.config], [mode, version, json, rev, this.ctx.keys.configChanged]))
+    const [ok, v, at] = res as [number, number, number]
+    return [Number(ok), Number(v), Number(at)]
+  }
+
+  private async waitReplicas (): Promise<void> {
+    const n = this.o.minReplicas ?? 0
+    const client = this.ctx.link.client
+    if (n <= 0 || client === undefined || client instanceof Cluster) return
+    // WAIT must answer before the client's own commandTimeout and the link's deadline cut it off
+    const limits = [this.o.replicaTimeout ?? 150, (client.options.commandTimeout ?? Infinity) - 50, this.ctx.link.timeout - 50]
+    const waitMs = Math.max(1, Math.floor(Math.min(...limits)))
+    const acked = await this.ctx.link.call('config wait', (c) => (c as typeof client).wait(n, waitMs))
+    if (acked < n) throw new GatewayError('REDIS_UNAVAILABLE', `config write reached ${acked} of ${n} replicas (it may survive; read the version before retrying)`)
+  }
+}
+
+function parseDoc<T> (h: Record<string, string>): ConfigDoc<T> | undefined {
+  if (h.version === undefined || h.config === undefined) return undefined
+  return { version: Number(h.version), rev: h.rev ?? '', config: JSON.parse(h.config) as T, updatedAt: Number(h.updatedAt ?? 0) }
+}
+
+function newRev (): string { return randomBytes(8).toString('hex') }
+function noop (): void {}
