@@ -20,6 +20,7 @@ export const ERRORS = {
   CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit' },
   RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed' },
   REDIS_UNAVAILABLE: { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503, message: 'Redis is unavailable: %s' },
+  PRECONDITION_REQUIRED: { code: 'FHG_ERR_PRECONDITION_REQUIRED', statusCode: 428, message: 'If-Match with the config version is required: %s' },
   CONFIG_CONFLICT: { code: 'FHG_ERR_CONFIG_CONFLICT', statusCode: 409, message: 'Stale config version: the store holds version %s' },
   RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s' },
   RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
@@ -47,7 +48,7 @@ export class GatewayError extends Error {
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 429: 'Too Many Requests',
+  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 }
 export function httpReason (status: number): string {

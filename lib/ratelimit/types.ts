@@ -10,6 +10,8 @@ export interface LimitRule {
   limit: number
   /** ms */
   window: number
+  /** Lease mode: units a node takes from Redis per call (default max(1, floor(limit / 20))). */
+  leaseSize?: number
 }
 
 /** The answer for one key under one rule. All times in ms. */

@@ -1,0 +1,11 @@
+// Rate limiting, framework-free: algorithms (Lua and in-memory twins), stores, lease mode, key names.
+export { ALGORITHMS, type Algorithm, type LimitRule, type Decision, type RateLimitStore } from './types.js'
+export { EPOCH_MS, toDecision, type Grant, type GrantSource } from './grant.js'
+export { MemoryStore, type MemoryStoreOptions } from './memory-store.js'
+export { RedisStore, type RedisStoreOptions } from './redis-store.js'
+export { LeaseStore, defaultLeaseSize, type LeaseStoreOptions } from './lease-store.js'
+export { RateLimitStoreError, withDeadline } from './deadline.js'
+export { hashKey, rateLimitKey, keyBuilder } from './key.js'
+export { SCRIPTS, FIXED_WINDOW_LUA, SLIDING_WINDOW_LUA, TOKEN_BUCKET_LUA, type ScriptDef } from './scripts/index.js'
+export { TWINS, Slot } from './algorithms/index.js'
+export { ExpiringMap, type Expiring } from './expiring-map.js'
