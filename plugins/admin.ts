@@ -1,7 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { makeTokenCheck } from '../lib/admin-auth.js'
+import { ConfigConflictError } from '../lib/cluster/index.js'
+import { ConfigError } from '../lib/config/index.js'
 import { GatewayError } from '../lib/errors.js'
+import type { SharedConfig } from '../types/index.js'
 
 export interface AdminOptions {
   /** Route prefix (default /gateway). */
@@ -37,8 +40,65 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
   fastify.get(`${prefix}/status`, { onRequest: guard, logLevel: 'warn' }, async () => {
     return {
       node: { id: opts.nodeId ?? 'gateway', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) },
-      configVersion: opts.configVersion?.() ?? 0,
+      configVersion: opts.configVersion?.() ?? (fastify.hasDecorator('cluster') ? fastify.cluster.config.version : 0),
       upstreams: withHealth(fastify),
+    }
+  })
+
+  if (fastify.hasDecorator('cluster')) clusterRoutes(fastify, prefix, guard)
+}
+
+/** The cluster view and the shared config (GET, and PUT with If-Match: compare-and-set). */
+function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>): void {
+  const cluster = fastify.cluster
+  fastify.get(`${prefix}/cluster`, { onRequest: guard, logLevel: 'warn' }, async () => {
+    return {
+      self: cluster.nodeId,
+      redis: cluster.redisEnabled ? (cluster.redisUp ? 'up' : 'down') : 'none',
+      nodes: cluster.nodes().map((n) => ({
+        id: n.id,
+        address: `${n.address}:${n.port}`,
+        lastSeen: new Date(n.lastSeen).toISOString(),
+        configVersion: n.configVersion,
+        // the registry says ok; the admin view says what /ready would
+        status: n.status === 'draining' ? 'draining' : 'ready',
+        version: n.version,
+        startedAt: new Date(n.startedAt).toISOString(),
+      })),
+    }
+  })
+
+  fastify.get(`${prefix}/config`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
+    const doc = await cluster.config.get()
+    reply.header('etag', `"${doc.version}"`)
+    return { version: doc.version, config: doc.config }
+  })
+
+  fastify.put(`${prefix}/config`, { onRequest: guard }, async (request, reply) => {
+    const ifMatch = request.headers['if-match']
+    if (ifMatch === undefined || ifMatch === '') {
+      const err = new GatewayError('PRECONDITION_REQUIRED', 'GET the config, then PUT with If-Match: <version>')
+      return await reply.code(428).send(err.toJSON())
+    }
+    const m = /^(?:W\/)?"?(\d+)"?$/.exec(ifMatch.trim())
+    if (m === null) {
+      const err = new GatewayError('PRECONDITION_REQUIRED', `If-Match must be a config version, got ${JSON.stringify(ifMatch)}`)
+      return await reply.code(428).send(err.toJSON())
+    }
+    try {
+      const { version } = await cluster.config.put(request.body as SharedConfig, Number(m[1]))
+      reply.header('etag', `"${version}"`)
+      return { version }
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        return await reply.code(400).send(err.toJSON())
+      }
+      if (err instanceof ConfigConflictError) {
+        reply.header('etag', `"${err.currentVersion}"`)
+        return await reply.code(409).send({ ...err.toJSON(), currentVersion: err.currentVersion })
+      }
+      if (err instanceof GatewayError) return await reply.code(err.statusCode).send(err.toJSON())
+      throw err
     }
   })
 }

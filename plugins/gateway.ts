@@ -1,9 +1,10 @@
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { configInput, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import admin from './admin.js'
+import cluster from './cluster.js'
 import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
@@ -42,18 +43,23 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
   })
+  // after the load balancer (config sync reconciles it), before the rate limiter (it runs on gatewayRedis) and admin
+  await fastify.register(cluster, { config, toUpstreamSpecs })
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
 
   // Configured routes live in their own scope: bodies stream through unparsed.
   await fastify.register(async (scope) => {
     passThroughBodies(scope)
-    for (const route of config.routes) {
+    // a strategy the route inherits is left to the upstream, so config sync can change it at runtime
+    const rawRoutes = (configInput(config) as { routes?: Array<Record<string, unknown>> } | undefined)?.routes
+    for (const [i, route] of config.routes.entries()) {
+      const own = rawRoutes === undefined || rawRoutes[i]?.strategy !== undefined
       const base = route.path.replace(/\/+$/, '')
       const routeConfig = {
         upstream: route.upstream,
-        strategy: route.strategy,
-        hashOn: route.hashOn,
+        strategy: own ? route.strategy : undefined,
+        hashOn: own || rawRoutes[i]?.hashOn !== undefined ? route.hashOn : undefined,
         gatewayRoute: route.path,
         failover: route.failover,
         fallbackResponse: route.fallbackResponse,
@@ -83,7 +89,6 @@ function proxyHandler (this: FastifyInstance, _request: unknown, reply: import('
 /** Options this version validates but does not act on yet: said out loud at boot, never silently ignored. */
 export function notYetImplemented (config: GatewayConfig): string[] {
   const keys: string[] = []
-  if (config.cluster.redis !== undefined) keys.push('cluster.redis')
   for (const [name, u] of Object.entries(config.upstreams)) {
     if (u.discovery !== undefined) keys.push(`upstreams.${name}.discovery`)
   }
@@ -158,6 +163,7 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   // 1-2. Turn not-ready and keep serving for drain.delay, so load balancers in front move away.
   // This must happen before app.close(): Fastify refuses new requests as soon as close() starts.
   app.gatewayHealth.startDrain()
+  app.cluster.setStatus('draining')
   if (config.drain.delay > 0) await new Promise((resolve) => setTimeout(resolve, config.drain.delay))
   // 3-4. Stop accepting, finish requests in flight, close. The timer bounds the wait so a stuck
   // upstream cannot hold the exit.

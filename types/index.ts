@@ -8,6 +8,8 @@ import type { Target, TargetSpec, TargetStatus, CircuitState } from '../lib/upst
 import type { FailoverOptions, FallbackResponse, FailoverRegistry } from '../lib/proxy/failover-registry.js'
 import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { Notifications, NotifierSpec } from '../lib/failover/notifier.js'
+import type { ConfigDoc, DistributedCache, NodeInfo, RedisClient, StateManager } from '../lib/cluster/index.js'
+import type { GatewayConfig, GatewayConfigInput } from '../lib/config/index.js'
 
 export type { Strategy, UpstreamSpec, UpstreamTimeouts, TargetSpec, TargetStatus, CircuitState, FailoverOptions, FallbackResponse, CircuitBreakerOptions, NotifierSpec }
 
@@ -62,10 +64,53 @@ export interface GatewayMetrics {
   readonly registry: Registry
 }
 
+/** The part of the config every node shares through the store (node, cluster, admin, metrics, proxy, drain stay per node). */
+export type SharedConfig = Pick<GatewayConfigInput, 'upstreams' | 'routes' | 'rateLimit'>
+
+/** One node of the cluster view. */
+export type ClusterNode = NodeInfo
+
+export interface ClusterConfig {
+  /** Version this node applies now (0: its own file, never stored). */
+  readonly version: number
+  /** The shared config this node applies, as it was written (input form), with its version. */
+  current (): { version: number, config: SharedConfig, updatedAt: number }
+  /** The store's document (this node's current one while Redis cannot answer, or before anything was stored). */
+  get (): Promise<{ version: number, config: SharedConfig, updatedAt: number }>
+  /**
+   * Validate, then compare-and-set: stored as ifMatchVersion + 1 if the store still holds ifMatchVersion, published,
+   * applied here. Throws ConfigError (invalid; nothing written), ConfigConflictError (stale) or FHG_ERR_REDIS_UNAVAILABLE.
+   */
+  put (config: SharedConfig, ifMatchVersion: number): Promise<{ version: number }>
+  /** `fn` runs after each apply on this node with the whole effective config; returns the unwatch function. */
+  watch (fn: (config: GatewayConfig, doc: ConfigDoc<SharedConfig>) => void | Promise<void>): () => void
+}
+
+/** The `fastify.cluster` decorator. */
+export interface GatewayCluster {
+  readonly nodeId: string
+  /** The view: this node first, then the others by id. */
+  nodes (): ClusterNode[]
+  on (event: 'join' | 'leave', fn: (node: ClusterNode) => void): this
+  off (event: 'join' | 'leave', fn: (node: ClusterNode) => void): this
+  readonly config: ClusterConfig
+  readonly state: StateManager
+  readonly cache: DistributedCache
+  /** True while Redis answers (always false without `cluster.redis`). */
+  readonly redisUp: boolean
+  /** Whether `cluster.redis` (or a client) was configured: false means single-node, in memory. */
+  readonly redisEnabled: boolean
+  /** What the heartbeat announces (the gateway sets draining when a drain starts). */
+  setStatus (status: 'ready' | 'draining'): void
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     loadBalancer: LoadBalancer
     gatewayMetrics: GatewayMetrics
+    cluster: GatewayCluster
+    /** The cluster's Redis client (absent without `cluster.redis`); the rate limiter runs on it. */
+    gatewayRedis: RedisClient
   }
   interface FastifyReply {
     /** Send this request to a target of the route's upstream. */

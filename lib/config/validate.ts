@@ -41,6 +41,8 @@ export function validateConfig (raw: unknown): GatewayConfig {
   if (issues.length > 0) throw new ConfigError(issues)
   resolveDerived(cfg, input as GatewayConfigInput)
   Object.defineProperty(cfg, kNormalized, { value: true, enumerable: false })
+  // the input as given: a normalized config is not valid input again, and config sync stores input
+  Object.defineProperty(cfg, kInput, { value: input, enumerable: false })
   return cfg
 }
 
@@ -48,6 +50,12 @@ export function validateConfig (raw: unknown): GatewayConfig {
 export const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')
 export function isNormalizedConfig (c: unknown): c is GatewayConfig {
   return typeof c === 'object' && c !== null && (c as Record<symbol, unknown>)[kNormalized] === true
+}
+
+const kInput = Symbol.for('fastify-ha-gateway.config.input')
+/** The input a config returned by validateConfig was made from (undefined for other objects). */
+export function configInput (c: GatewayConfig): unknown {
+  return (c as unknown as Record<symbol, unknown>)[kInput]
 }
 
 /** Like validateConfig, but returns the issues instead of throwing ([] when the config is valid). */

@@ -1,0 +1,338 @@
+// The cluster plugin: the suite's Redis connection, membership, the shared config (store, watch, apply), state and cache.
+//
+// Boot precedence of the shared config (upstreams, routes, rateLimit): the store's document wins; the
+// node's own config (the CLI's file) seeds the store only when it holds none; while Redis is down at
+// boot the node serves the snapshot of the last config it applied, else its file, and syncs once Redis
+// answers. Routes and rateLimit are compiled at boot, so they cannot change at runtime: a PUT that
+// changes them is refused, and a stored document whose routes differ from the node's is logged.
+import { readFileSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Cluster } from 'ioredis'
+import {
+  ClusterConfigManager, DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext,
+  createRedisConnection, failFastOptions, isRedisClient, type ConfigDoc, type NodeInfo, type RedisClient,
+} from '../lib/cluster/index.js'
+import { ConfigError, configInput, isNormalizedConfig, validateConfig, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
+import type { UpstreamSpec } from '../lib/upstream/registry.js'
+import type { ClusterConfig, ClusterNode, GatewayCluster, SharedConfig } from '../types/index.js'
+
+/** The keys of the config every node shares through the store. */
+export const SHARED_CONFIG_KEYS = ['upstreams', 'routes', 'rateLimit'] as const
+/** Shared keys compiled at boot (routes are registered before listen): a PUT may not change them. */
+const FROZEN_KEYS = ['routes', 'rateLimit'] as const
+
+export interface ClusterPluginOptions {
+  /** The node's config (normalized or input): node and cluster settings, and the seed of the shared config. */
+  config: GatewayConfig | GatewayConfigInput
+  /** Maps an applied config to the load balancer's specs (the gateway passes its toUpstreamSpecs); absent: upstreams are not reconciled. */
+  toUpstreamSpecs?: (config: GatewayConfig) => Record<string, UpstreamSpec>
+  /** An ioredis client to use instead of `cluster.redis` (yours: not closed). Default: `fastify.redis` when registered. */
+  redis?: RedisClient
+  /** ms boot waits at most for Redis's first verdict, so a restarting node starts on the store's config. Default 1000; 0: no wait. */
+  bootWait?: number
+  /** ms; commandTimeout of the cluster's own connection (the rate limiter keeps its own deadline on gatewayRedis). Default 1000. */
+  commandTimeout?: number
+  /** ms; deadline of every call of the cluster components. Default 1500. */
+  callTimeout?: number
+}
+
+const VERSION = packageVersion()
+
+async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptions): Promise<void> {
+  const cfg = isNormalizedConfig(opts.config) ? opts.config : validateConfig(opts.config)
+  const log = fastify.log.child({ component: 'cluster' })
+  const input = (configInput(cfg) ?? {}) as Record<string, unknown>
+  // every node merges the shared document into its own per-node keys, then validates the whole
+  const perNode: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(input)) if (!(SHARED_CONFIG_KEYS as readonly string[]).includes(k)) perNode[k] = v
+  perNode.node = { ...(input.node as object | undefined), id: cfg.node.id }
+  const fileShared = pickShared(input)
+  const snapshotPath = cfg.cluster.snapshotPath ?? join(os.tmpdir(), `fastify-ha-gateway-${cfg.cluster.name}-${cfg.node.id}.json`)
+  const interval = cfg.cluster.heartbeatInterval
+
+  // ---- the connection: a client the app gave us, @fastify/redis, or our own from cluster.redis ----
+  const f = fastify as unknown as { redis?: unknown }
+  let base: RedisClient | undefined
+  let ownBase = false
+  if (opts.redis !== undefined) base = opts.redis
+  else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) base = f.redis
+  else if (cfg.cluster.redis !== undefined) {
+    // the rate limiter's client: fail fast (its own 50 ms deadline sits on top), batched
+    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: true, onError: noop })
+    ownBase = true
+  }
+  // the cluster components' client: same server, longer deadlines (a loaded Redis may take > 200 ms)
+  const client = base === undefined ? undefined : duplicateFor(base, opts.commandTimeout ?? 1000)
+  if (base !== undefined && !fastify.hasDecorator('gatewayRedis')) fastify.decorate<RedisClient>('gatewayRedis', base)
+
+  let lastRedisError = ''
+  const ctx = createClusterContext({
+    client,
+    name: cfg.cluster.name,
+    timeout: opts.callTimeout ?? 1500,
+    onError: (err) => {
+      // once per outage (the link) or per subscriber error: never per request
+      if (err.message !== lastRedisError) log.warn({ err: err.message }, 'cluster redis error')
+      lastRedisError = err.message
+    },
+  })
+  const metrics = fastify.hasDecorator('gatewayMetrics') ? createClusterMetrics(fastify.gatewayMetrics.registry) : undefined
+  metrics?.setRedisUp(false)
+  ctx.link.on('up', () => { lastRedisError = ''; metrics?.setRedisUp(true); log.info('cluster redis up') })
+  ctx.link.on('down', () => { metrics?.setRedisUp(false) })
+
+  const membership = new Membership(ctx, {
+    self: { id: cfg.node.id, address: cfg.node.host, port: cfg.node.port, version: VERSION },
+    heartbeatInterval: interval,
+  })
+  membership.on('join', (n: NodeInfo) => log.info({ node: n.id, address: `${n.address}:${n.port}` }, 'node joined'))
+  membership.on('leave', (n: NodeInfo, reason: string) => log.info({ node: n.id, reason }, 'node left'))
+  membership.on('change', (nodes: NodeInfo[]) => metrics?.setNodes(nodes.length))
+  metrics?.setNodes(1)
+
+  const store = new ClusterConfigManager<SharedConfig>(ctx, {
+    interval,
+    snapshotPath,
+    onError: (err) => log.error({ err }, 'shared config not applied: this node keeps its running config'),
+  })
+  const state = new StateManager(ctx)
+  const cache = new DistributedCache(ctx)
+
+  // ---- applying a document ----
+  let applied: { version: number, config: SharedConfig, updatedAt: number } = { version: 0, config: fileShared, updatedAt: Date.now() }
+  let bootApplied = false
+  const userWatchers = new Set<(config: GatewayConfig, doc: ConfigDoc<SharedConfig>) => void | Promise<void>>()
+
+  const effective = (shared: unknown): GatewayConfig => validateConfig({ ...perNode, ...(shared as object) })
+  /**
+   * Keys compiled at boot that `next` changes. The served routes are normalized against the new
+   * upstreams, so values a route inherits from its upstream (strategy, hashOn) do not count as changes.
+   */
+  const frozenIssues = (next: GatewayConfig, nextShared: SharedConfig): ConfigIssue[] => {
+    let served: GatewayConfig
+    try {
+      served = effective({ ...fileShared, upstreams: (nextShared as Record<string, unknown>).upstreams })
+    } catch {
+      return [{ path: 'upstreams', message: 'the routes this node serves (compiled at boot) do not fit these upstreams' }]
+    }
+    return FROZEN_KEYS.filter((k) => JSON.stringify(served[k]) !== JSON.stringify(next[k]))
+      .map((k) => ({ path: k, message: 'cannot change at runtime in this version (compiled at boot): change it in every node\'s file and restart them' }))
+  }
+
+  const apply = async (doc: ConfigDoc<SharedConfig>, initial: boolean): Promise<void> => {
+    const next = effective(doc.config) // a ConfigError refuses the document: the running config stays
+    const drift = frozenIssues(next, doc.config)
+    if (drift.length > 0) {
+      log.warn({ version: doc.version, keys: drift.map((i) => i.path) }, 'the shared config changes keys compiled at boot: this node keeps serving its own routes and rate limits until restarted with the same file')
+    }
+    if (opts.toUpstreamSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
+      fastify.loadBalancer.upstreams.reconcile(opts.toUpstreamSpecs(next))
+    }
+    applied = { version: doc.version, config: doc.config, updatedAt: doc.updatedAt }
+    metrics?.setConfigVersion(doc.version)
+    // Redis's clock at write to ours at apply: what a PUT costs to reach this node
+    if (!initial) metrics?.observePropagation((Date.now() - doc.updatedAt) / 1000)
+    membership.update({ configVersion: doc.version })
+    log.info({ version: doc.version, upstreams: Object.keys(next.upstreams).length }, 'shared config applied')
+    for (const fn of userWatchers) {
+      try { await fn(next, doc) } catch (err) { log.error({ err }, 'config watcher failed') }
+    }
+  }
+  store.watch(async (doc) => {
+    const initial = !bootApplied
+    bootApplied = true
+    await apply(doc, initial)
+  })
+
+  // ---- boot: the store wins; an empty store is seeded; Redis down: snapshot, else the file ----
+  let syncing: Promise<void> | undefined
+  const syncWithStore = async (): Promise<void> => {
+    syncing ??= (async () => {
+      try {
+        if (store.current === undefined) {
+          const seeded = await store.seedIfEmpty(fileShared)
+          if (seeded) log.info('the store held no shared config: seeded it with this node\'s config')
+        }
+        await store.sync(true)
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'shared config sync failed: retrying when Redis answers')
+      } finally {
+        syncing = undefined
+      }
+    })()
+    await syncing
+  }
+
+  if (client === undefined) {
+    // single node, in memory: the node's own config is version 1
+    await store.seedIfEmpty(fileShared)
+    applied = { ...store.current!, config: store.current!.config }
+    bootApplied = true
+    metrics?.setConfigVersion(applied.version)
+    membership.update({ configVersion: applied.version })
+  }
+
+  fastify.addHook('onReady', async () => {
+    if (client === undefined) return
+    const up = await firstVerdict(client, opts.bootWait ?? 1000)
+    if (up) {
+      await syncWithStore()
+    } else {
+      const snap = await store.loadSnapshot().catch(() => undefined)
+      if (snap === undefined) {
+        log.warn({ snapshotPath }, 'redis unavailable at boot and no snapshot: serving this node\'s own config; joining once Redis answers')
+      } else {
+        try {
+          bootApplied = true
+          await apply(snap, true)
+          store.setCurrent(snap)
+          log.warn({ version: snap.version, snapshotPath }, 'redis unavailable at boot: serving the snapshot; joining once Redis answers')
+        } catch (err) {
+          log.error({ err, snapshotPath }, 'snapshot refused: serving this node\'s own config')
+        }
+      }
+    }
+    ctx.link.on('up', () => { void syncWithStore() })
+    store.start()
+    cache.start()
+    // port 0: heartbeat once the listener knows its port (onListen)
+    if (cfg.node.port !== 0) membership.start()
+  })
+
+  fastify.addHook('onListen', async () => {
+    const addr = fastify.server.address()
+    if (addr !== null && typeof addr === 'object') membership.update({ port: addr.port })
+    if (client !== undefined) membership.start()
+  })
+
+  // graceful shutdown: the others drop this node at once instead of after the TTL
+  fastify.addHook('preClose', async () => { await membership.leave() })
+  fastify.addHook('onClose', async () => {
+    await membership.close()
+    await store.close()
+    await cache.close()
+    await ctx.close()
+    if (client !== undefined) await closeRedisConnection(client)
+    if (ownBase && base !== undefined) await closeRedisConnection(base)
+  })
+
+  const config: ClusterConfig = {
+    get version () { return applied.version },
+    current: () => ({ ...applied }),
+    async get () {
+      if (!ctx.link.enabled || !ctx.link.up) return { ...applied }
+      const doc = await store.get()
+      return doc === undefined ? { ...applied } : { version: doc.version, config: doc.config, updatedAt: doc.updatedAt }
+    },
+    async put (shared, ifMatchVersion) {
+      const issues = sharedShapeIssues(shared)
+      if (issues.length > 0) throw new ConfigError(issues)
+      const next = effective(shared)
+      const frozen = frozenIssues(next, shared)
+      if (frozen.length > 0) throw new ConfigError(frozen)
+      const doc = await store.put(JSON.parse(JSON.stringify(shared)) as SharedConfig, ifMatchVersion)
+      if (applied.version !== doc.version) {
+        // the watcher refused it (cannot happen for a validated document, but say so)
+        throw new ConfigError([{ path: '', message: `version ${doc.version} was stored but not applied on this node` }])
+      }
+      return { version: doc.version }
+    },
+    watch (fn) {
+      userWatchers.add(fn)
+      return () => { userWatchers.delete(fn) }
+    },
+  }
+
+  const decorator: GatewayCluster = {
+    nodeId: cfg.node.id,
+    nodes: () => membership.nodes() as ClusterNode[],
+    on (event, fn) { membership.on(event, fn); return this },
+    off (event, fn) { membership.off(event, fn); return this },
+    config,
+    state,
+    cache,
+    get redisUp () { return ctx.link.up },
+    redisEnabled: client !== undefined,
+    setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
+  }
+  fastify.decorate('cluster', decorator)
+}
+
+/** The shared keys of a config input, as JSON (what the store keeps). */
+function pickShared (input: Record<string, unknown>): SharedConfig {
+  const out: Record<string, unknown> = {}
+  for (const k of SHARED_CONFIG_KEYS) if (input[k] !== undefined) out[k] = input[k]
+  return JSON.parse(JSON.stringify(out)) as SharedConfig
+}
+
+function sharedShapeIssues (shared: unknown): ConfigIssue[] {
+  if (typeof shared !== 'object' || shared === null || Array.isArray(shared)) {
+    return [{ path: '', message: 'must be an object with upstreams, routes and rateLimit' }]
+  }
+  return Object.keys(shared).filter((k) => !(SHARED_CONFIG_KEYS as readonly string[]).includes(k))
+    .map((k) => ({ path: k, message: 'is not part of the shared config (upstreams, routes, rateLimit): it stays in each node\'s file' }))
+}
+
+/** A connection of our own to the same server with the cluster's deadlines, fail-fast whatever the base's options. */
+function duplicateFor (base: RedisClient, commandTimeout: number): RedisClient {
+  const ff = failFastOptions({ commandTimeout })
+  let dup: RedisClient
+  if (base instanceof Cluster) {
+    dup = base.duplicate(undefined, {
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      enableAutoPipelining: false,
+      redisOptions: { ...base.options.redisOptions, commandTimeout, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false },
+    })
+  } else {
+    dup = base.duplicate({ ...ff, lazyConnect: true })
+  }
+  dup.on('error', noop) // the link reports outages once; ioredis repeats errors on every reconnect
+  if (dup.status === 'wait') dup.connect().catch(noop)
+  return dup
+}
+
+/** Resolves true once the client is ready, false on its first failure or after `ms`. */
+async function firstVerdict (client: RedisClient, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return true
+  if (ms <= 0) return false
+  return await new Promise<boolean>((resolve) => {
+    const done = (v: boolean): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onFail)
+      client.off('end', onFail)
+      resolve(v)
+    }
+    const onReady = (): void => done(true)
+    const onFail = (): void => done(false)
+    const timer = setTimeout(onFail, ms)
+    timer.unref()
+    client.on('ready', onReady)
+    client.on('error', onFail)
+    client.on('end', onFail)
+  })
+}
+
+function packageVersion (): string {
+  // plugins/ in the source tree, dist/plugins/ once built
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'fastify-ha-gateway' && typeof pkg.version === 'string') return pkg.version
+    } catch {}
+  }
+  return '0.0.0'
+}
+
+function noop (): void {}
+
+export const cluster = fp(clusterPlugin, {
+  fastify: '5.x',
+  name: 'fastify-ha-gateway-cluster',
+})
+export default cluster

@@ -1,0 +1,246 @@
+// Cluster mode end to end: gateway nodes as real CLI processes on one real redis-server, real upstreams.
+// Membership (join, SIGKILL, graceful leave), config sync by PUT with If-Match (propagation measured over
+// 30 changes, stale 409, invalid 400, frozen keys), and a node booted while Redis is down (file, snapshot, join).
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, writeFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { startRedis, type RedisProcess } from './helpers/redis.js'
+import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
+import { get } from './helpers/gateway.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-'))
+const TOKEN = 'cluster-admin-token'
+const AUTH = { authorization: `Bearer ${TOKEN}` }
+const HEARTBEAT = 500 // ms; TTL = 1500 ms
+
+let redis: RedisProcess
+let ups: UpstreamProcess[]
+const nodes: GatewayNode[] = []
+t.before(async () => {
+  [redis, ups] = await Promise.all([startRedis(), startUpstreams(3, 'k')])
+})
+t.teardown(async () => {
+  for (const n of nodes) if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL')
+  await Promise.all(ups.map(async (u) => await u.kill()))
+  await redis.stop()
+})
+
+interface GatewayNode {
+  id: string
+  child: ChildProcess
+  address: string
+  exit: Promise<unknown>
+  log: string[]
+}
+
+function configFile (id: string, redisUrl: string, targetUrl: string, cluster = 'ct'): string {
+  const p = join(dir, `${id}.yaml`)
+  writeFileSync(p, `
+node: { id: ${id}, port: 0 }
+cluster: { name: ${cluster}, redis: ${redisUrl}, heartbeatInterval: ${HEARTBEAT}ms, snapshotPath: ${join(dir, `${id}.snapshot.json`)} }
+upstreams:
+  api:
+    strategy: weighted_round_robin
+    targets:
+      - { id: first, url: ${targetUrl} }
+routes:
+  - { path: /api, upstream: api }
+admin: { token: ${TOKEN} }
+`)
+  return p
+}
+
+/** `start --config file`; resolves once the "Server listening at" log line names the address. */
+async function start (id: string, file: string): Promise<GatewayNode> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/fastify-ha-gateway.ts', 'start', '--config', file], {
+    cwd: root, env: { ...process.env }, stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exit = once(child, 'exit')
+  const log: string[] = []
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c })
+  const lines = createInterface({ input: child.stdout! })
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`no "Server listening at" within 45 s\n${log.join('\n')}\n${stderr}`)) }, 45_000)
+    lines.on('line', (line) => {
+      log.push(line)
+      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
+      if (m !== null) { clearTimeout(timer); resolve(m[1]) }
+    })
+    void exit.then(() => { clearTimeout(timer); reject(new Error(`exited before listening\n${log.join('\n')}\n${stderr}`)) })
+  })
+  // a node that dies during the test shows why
+  void exit.then(([code, signal]) => { if (signal !== 'SIGKILL' && signal !== 'SIGTERM' && code !== 0) console.error(`${id} exited (${code ?? signal}):\n${log.slice(-15).join('\n')}\n${stderr}`) })
+  const node = { id, child, address, exit, log }
+  nodes.push(node)
+  return node
+}
+
+async function kill (node: GatewayNode, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return
+  node.child.kill(signal)
+  await node.exit
+}
+
+const view = async (n: GatewayNode): Promise<{ redis: string, nodes: Array<{ id: string, configVersion: number, status: string, address: string }> }> =>
+  (await get(`${n.address}/gateway/cluster`, { headers: AUTH })).body
+const ids = async (n: GatewayNode): Promise<string[]> => (await view(n)).nodes.map((x) => x.id).sort()
+const status = async (n: GatewayNode): Promise<{ configVersion: number }> => (await get(`${n.address}/gateway/status`, { headers: AUTH })).body
+const whoAnswers = async (n: GatewayNode): Promise<string> => (await get(`${n.address}/api/x`)).body.id
+
+async function putConfig (n: GatewayNode, body: unknown, ifMatch?: string | number): Promise<Awaited<ReturnType<typeof get>>> {
+  const headers: Record<string, string> = { ...AUTH, 'content-type': 'application/json' }
+  if (ifMatch !== undefined) headers['if-match'] = String(ifMatch)
+  return await get(`${n.address}/gateway/config`, { method: 'PUT', headers, body: JSON.stringify(body) })
+}
+
+/** Poll `fn` until it returns true; resolves the ms it took, or rejects after `ms`. */
+async function until (what: string, fn: () => Promise<boolean>, ms = 10_000, every = 20): Promise<number> {
+  const t0 = performance.now()
+  for (;;) {
+    if (await fn()) return performance.now() - t0
+    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, every))
+  }
+}
+
+const shared = (targets: Array<{ id: string, url: string, weight?: number }>): unknown => ({
+  upstreams: { api: { strategy: 'weighted_round_robin', targets } },
+  routes: [{ path: '/api', upstream: 'api' }],
+})
+
+t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', async (t) => {
+  const [a, b, c] = await Promise.all(['gw-a', 'gw-b', 'gw-c'].map(async (id) => await start(id, configFile(id, redis.url, ups[0].url))))
+
+  await until('every node sees three', async () => (await Promise.all([a, b, c].map(ids))).every((l) => l.join() === 'gw-a,gw-b,gw-c'))
+  t.pass('each of three nodes lists all three in /cluster')
+  const v0 = await view(a)
+  t.equal(v0.redis, 'up')
+  t.ok(v0.nodes.every((n) => n.status === 'ready' && /^127\.0\.0\.1:\d+$/.test(n.address)), 'entries carry address and status')
+
+  // the first node's file seeded the store; everyone applies version 1
+  const got = await get(`${a.address}/gateway/config`, { headers: AUTH })
+  t.equal(got.status, 200)
+  t.equal(got.body.version, 1, 'the file seeded an empty store as version 1')
+  t.equal(got.headers.etag, '"1"')
+  t.same(Object.keys(got.body.config).sort(), ['routes', 'upstreams'], 'only the shared part is stored')
+  await until('configVersion 1 everywhere', async () => (await view(a)).nodes.every((n) => n.configVersion === 1))
+
+  await t.test('a PUT on A reaches B within 1 s and B routes by it (30 changes)', async (t) => {
+    let version = 1
+    const lat: number[] = []
+    const putMs: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const up = ups[(i + 1) % 2]
+      const t0 = performance.now()
+      const res = await putConfig(a, shared([{ id: `t${i}`, url: up.url, weight: 1 + (i % 3) }]), version)
+      putMs.push(performance.now() - t0)
+      t.equal(res.status, 200, `PUT ${i} accepted`)
+      version = res.body.version
+      await until(`B at version ${version}`, async () => (await status(b)).configVersion === version, 5000, 2)
+      lat.push(performance.now() - t0)
+      if (i % 5 === 0 || i === 29) t.equal(await whoAnswers(b), up.id, `B routes change ${i} to ${up.id}`)
+    }
+    lat.sort((x, y) => x - y)
+    const p50 = lat[Math.floor(lat.length * 0.5)]
+    const p99 = lat[Math.min(lat.length - 1, Math.ceil(lat.length * 0.99) - 1)]
+    t.comment(`PUT on A -> applied on B, 30 changes: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${lat[lat.length - 1].toFixed(1)} ms`)
+    t.ok(lat[lat.length - 1] < 1000, 'every change reached B within 1 s')
+    t.equal(await whoAnswers(c), ups[0].id, 'C follows too (last change went to the first upstream)')
+    const metrics = (await get(`${b.address}/metrics`)).text
+    t.match(metrics, /config_propagation_seconds_count 30/, 'B observed 30 propagations')
+    const sum = Number(/config_propagation_seconds_sum ([\d.e-]+)/.exec(metrics)?.[1])
+    putMs.sort((x, y) => x - y)
+    t.comment(`PUT answered on A: p50 ${putMs[15].toFixed(1)} ms; Redis write -> applied on B (config_propagation_seconds): mean ${(sum / 30 * 1000).toFixed(1)} ms`)
+    t.match(metrics, new RegExp(`config_version ${version}`))
+    t.match(metrics, /cluster_nodes 3/)
+    t.match(metrics, /redis_up 1/)
+  })
+
+  await t.test('stale 409, missing If-Match 428, invalid 400: nothing written', async (t) => {
+    const cur = (await get(`${a.address}/gateway/config`, { headers: AUTH })).body
+    const stale = await putConfig(b, shared([{ id: 'x', url: ups[2].url }]), cur.version - 1)
+    t.equal(stale.status, 409)
+    t.equal(stale.body.code, 'FHG_ERR_CONFIG_CONFLICT')
+    t.equal(stale.body.currentVersion, cur.version, 'names the current version')
+
+    const none = await putConfig(b, shared([{ id: 'x', url: ups[2].url }]))
+    t.equal(none.status, 428)
+
+    const bad = await putConfig(b, shared([{ id: 'x', url: 'not a url' }]), cur.version)
+    t.equal(bad.status, 400)
+    t.equal(bad.body.code, 'FHG_ERR_INVALID_CONFIG')
+    t.ok(bad.body.issues.some((i: { path: string }) => i.path === 'upstreams.api.targets[0].url'), 'the issue names the key')
+
+    const routes = await putConfig(b, { ...(shared([{ id: 'x', url: ups[2].url }]) as object), routes: [{ path: '/other', upstream: 'api' }] }, cur.version)
+    t.equal(routes.status, 400, 'routes cannot change at runtime')
+    t.ok(routes.body.issues.some((i: { path: string }) => i.path === 'routes'))
+
+    const perNode = await putConfig(b, { ...(shared([{ id: 'x', url: ups[2].url }]) as object), admin: { token: 'x' } }, cur.version)
+    t.equal(perNode.status, 400, 'per-node keys are not part of the shared config')
+
+    t.equal((await get(`${a.address}/gateway/config`, { headers: AUTH })).body.version, cur.version, 'no version written')
+    t.equal(await whoAnswers(b), ups[0].id, 'B runs the config it had')
+    const unauth = await get(`${a.address}/gateway/config`)
+    t.equal(unauth.status, 401)
+  })
+
+  await t.test('a SIGKILLed node leaves the view within the TTL; a graceful one at once', async (t) => {
+    const t0 = performance.now()
+    await kill(c, 'SIGKILL')
+    const gone = await until('C gone from A and B', async () => !(await ids(a)).includes('gw-c') && !(await ids(b)).includes('gw-c'), 10_000)
+    t.comment(`SIGKILL: gone from the view after ${(performance.now() - t0).toFixed(0)} ms (TTL ${3 * HEARTBEAT} ms, heartbeat ${HEARTBEAT} ms)`)
+    t.ok(gone < 3 * HEARTBEAT + 2 * HEARTBEAT + 1500, 'within TTL + an interval (+ slack)')
+
+    const t1 = performance.now()
+    b.child.kill('SIGTERM')
+    await until('B gone from A', async () => !(await ids(a)).includes('gw-b'), 10_000, 10)
+    const took = performance.now() - t1
+    t.comment(`SIGTERM: gone from A's view after ${took.toFixed(0)} ms`)
+    t.ok(took < 3 * HEARTBEAT, 'a graceful shutdown leaves before the TTL could lapse')
+    await b.exit
+    t.same(await ids(a), ['gw-a'])
+  })
+  await kill(a, 'SIGTERM')
+})
+
+t.test('a node booted while Redis is down serves its file, joins once Redis appears; later boots use the snapshot', async (t) => {
+  const r2 = await startRedis()
+  t.teardown(async () => { await r2.stop() })
+  await r2.kill()
+  const url = r2.url
+  const d = await start('gw-d', configFile('gw-d', url, ups[2].url, 'down'))
+  t.equal(await whoAnswers(d), ups[2].id, 'serves from its file with Redis down')
+  const v = await view(d)
+  t.equal(v.redis, 'down')
+  t.same(v.nodes.map((n) => n.id), ['gw-d'], 'alone')
+  t.equal((await status(d)).configVersion, 0, 'version 0: its own file, never stored')
+
+  await r2.restart()
+  const joined = await until('D seeded the store', async () => (await status(d)).configVersion === 1, 10_000)
+  t.comment(`Redis back: D synced after ${joined.toFixed(0)} ms`)
+  t.equal((await view(d)).redis, 'up')
+  await until('the snapshot is written', async () => existsSync(join(dir, 'gw-d.snapshot.json')), 5000)
+  t.pass('the applied config was written as a snapshot')
+
+  // a second node with another file: the store wins over its file
+  const e = await start('gw-e', configFile('gw-e', url, ups[1].url, 'down'))
+  await until('E applies the store', async () => (await status(e)).configVersion === 1)
+  t.equal(await whoAnswers(e), ups[2].id, 'E routes by the store, not by its file')
+  await until('D and E see each other', async () => (await ids(d)).join() === 'gw-d,gw-e' && (await ids(e)).join() === 'gw-d,gw-e')
+  t.pass('D joined the cluster once Redis appeared')
+
+  // D again, Redis down, with a file that names another upstream: the snapshot wins over the file
+  await Promise.all([kill(d), kill(e)])
+  await r2.kill()
+  const d2 = await start('gw-d', configFile('gw-d', url, ups[0].url, 'down'))
+  t.equal((await status(d2)).configVersion, 1, 'booted on the snapshot\'s version')
+  t.equal(await whoAnswers(d2), ups[2].id, 'serves the snapshot, not the file')
+  await kill(d2)
+})
