@@ -136,7 +136,9 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     logger: opts.logger ?? false,
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // We drain ourselves (not-ready, drain.delay, then close): a request read while the listener
+    // closes is still served rather than answered 503.
+    return503OnClosing: false,
   })
   await app.register(gateway, { config })
   const address = await app.listen({ host: config.node.host, port: config.node.port })

@@ -98,7 +98,14 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
   const health: GatewayHealth = {
     registry,
     get draining () { return draining },
-    startDrain () { draining = true },
+    startDrain () {
+      if (draining) return
+      draining = true
+      // Keep-alive clients move to new connections while we still accept them (drain.delay), so when
+      // the listener closes no idle kept-alive socket is reset under a request and none meets Fastify's
+      // closing 503. Listener added only now: zero cost on the request path before a drain.
+      fastify.server.prependListener('request', closeAfterResponse)
+    },
     readiness () {
       const now = Date.now()
       const upstreams: Record<string, { required: boolean, eligible: number, total: number }> = {}
@@ -138,11 +145,17 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
   })
   fastify.addHook('onClose', async () => {
+    fastify.server.off('request', closeAfterResponse)
     lb.upstreams.off('added', onAdded)
     lb.upstreams.off('removed', onRemoved)
     await Promise.all([...checks.values()].map(async (c) => await c.health.close()))
     checks.clear()
   })
+}
+
+/** While draining: answer with `Connection: close` and close the socket after the response. */
+function closeAfterResponse (_req: unknown, res: { shouldKeepAlive?: boolean }): void {
+  res.shouldKeepAlive = false
 }
 
 /** [[502, 504]] -> [502, 503, 504]: the config's ranges as the detector's status list. */
