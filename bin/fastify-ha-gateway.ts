@@ -73,7 +73,9 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(`ok: ${file}\n${summarize(config)}\n`)
     return 0
   }
-  // imported here so `validate` needs neither fastify nor the plugins
+  // imported here so `validate` needs neither fastify nor the plugins; the V8 flag must come first
+  const { tuneV8ForProxying } = await import('../lib/v8-tuning.js')
+  tuneV8ForProxying()
   const { startNode } = await import('../plugins/gateway.js')
   await startNode(config, { logger: true, handleSignals: true })
   return -1 // running: signals end the process

@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { loadConfigFile } from '../lib/config/index.js'
-import { startNode } from '../plugins/gateway.js'
+import { tuneV8ForProxying } from '../lib/v8-tuning.js'
 
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url))
 const configFile = process.env.GATEWAY_CONFIG ?? here('./gateway.yaml')
@@ -34,5 +34,7 @@ process.once('exit', stopChildren)
 const targets = Object.values(config.upstreams).flatMap((u) => u.targets)
 await Promise.all(targets.map(async (t) => await startDemoUpstream(t.id, t.url)))
 
+tuneV8ForProxying() // before fastify loads: see lib/v8-tuning.ts
+const { startNode } = await import('../plugins/gateway.js')
 const node = await startNode(config, { logger: { level: process.env.LOG_LEVEL ?? 'info' }, handleSignals: true })
 console.log(`gateway ${config.node.id} listening on ${node.address} (config: ${configFile})`)

@@ -42,6 +42,9 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     failover: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, u.failover])),
     circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
+    notify: config.notifications.map((n) => n.type === 'webhook'
+      ? { type: 'webhook' as const, url: n.url ?? '', timeout: n.timeout, maxQueue: n.maxQueue, headers: n.headers }
+      : { type: 'log' as const }),
   })
   // after the load balancer (config sync reconciles it), before the rate limiter (it runs on gatewayRedis) and admin
   await fastify.register(cluster, { config, toUpstreamSpecs })

@@ -18,6 +18,10 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const routesByUpstream = new Map<string, GatewayConfig['routes']>()
   for (const r of cfg.routes) routesByUpstream.set(r.upstream, [...(routesByUpstream.get(r.upstream) ?? []), r])
 
+  cfg.notifications.forEach((n, i) => {
+    if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
+  })
+
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     const at = ['upstreams', name]
     const raw = input.upstreams?.[name]

@@ -58,6 +58,7 @@ export const DEFAULTS = {
   metrics: { path: '/metrics', enabled: true },
   proxy: { keepAliveTimeout: 4000 },
   drain: { delay: 0, timeout: 10_000 },
+  notificationWebhook: { timeout: 5000, maxQueue: 1000 },
 } as const
 
 function deepFreeze (o: object): void {

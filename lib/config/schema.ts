@@ -234,6 +234,14 @@ export const GatewayConfigSchema = Obj({
     keepAliveTimeout: Def(Duration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
     connections: Type.Optional(Int(1, 'Most connections per upstream origin (default: no cap)')),
   }, 'The proxy\'s HTTP client'), {}),
+  notifications: Def(Type.Array(Obj({
+    type: StringEnum(['log', 'webhook'], 'log: log every failover event; webhook: POST it as JSON (never blocks a request)'),
+    url: Type.Optional(HttpUrl('webhook: where the events are POSTed (required for a webhook)')),
+    timeout: Def(Duration('webhook: timeout of each POST'), D.notificationWebhook.timeout),
+    maxQueue: Def(Int(1, 'webhook: events queued at most; the oldest is dropped past this'), D.notificationWebhook.maxQueue),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
+  }, 'A failover notifier'),
+  { description: 'Where failover events (retry, retries_exhausted, fallback_used, circuit_*) go; empty: the log' }), []),
   drain: Def(Obj({
     delay: Def(Duration('On shutdown, time between turning not-ready and closing the listener'), D.drain.delay),
     timeout: Def(Duration('On shutdown, longest wait for requests in flight'), D.drain.timeout),

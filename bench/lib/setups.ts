@@ -1,0 +1,114 @@
+// The proxy setups under test, each built inside its own child process (see child.ts).
+import { existsSync } from 'node:fs'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+import Fastify, { type FastifyInstance } from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import httpProxy from '@fastify/http-proxy'
+import loadBalancer, { passThroughBodies } from '../../plugins/load-balancer.js'
+import metrics from '../../plugins/metrics.js'
+
+export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy'
+export interface Started { port: number, info: string }
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+const GATEWAY_TS = new URL('../../plugins/gateway.ts', import.meta.url)
+const CONFIG_TS = new URL('../../lib/config/index.ts', import.meta.url)
+
+export async function startSetup (role: SetupRole, upstreams: string[]): Promise<Started> {
+  if (upstreams.length === 0) throw new Error('no upstreams given')
+  switch (role) {
+    case 'gateway': return await gateway(upstreams)
+    case 'reply-from': return await bareReplyFrom(upstreams)
+    case 'http-proxy': return await listen(await httpProxyApp(upstreams[0]), '@fastify/http-proxy, one upstream')
+    default: throw new Error(`unknown role ${String(role)}`)
+  }
+}
+
+async function listen (app: FastifyInstance, info: string): Promise<Started> {
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  return { port: (app.server.address() as AddressInfo).port, info }
+}
+
+/** The gateway config of the benchmark: one upstream `u` over both targets, round_robin, one route. */
+export function gatewayConfig (upstreams: string[], port: number): Record<string, unknown> {
+  return {
+    node: { id: 'bench-gw', host: '127.0.0.1', port },
+    upstreams: {
+      u: { strategy: 'round_robin', targets: upstreams.map((url, i) => ({ id: `up-${i + 1}`, url })) },
+    },
+    routes: [{ path: '/', upstream: 'u' }],
+    metrics: { path: '/metrics' },
+  }
+}
+
+/** Through plugins/gateway.ts `startNode` when it loads (BENCH_GATEWAY=plugins forces the plugins). */
+async function gateway (upstreams: string[]): Promise<Started> {
+  let why = 'plugins/gateway.ts missing'
+  if (process.env.BENCH_GATEWAY === 'plugins') why = 'BENCH_GATEWAY=plugins'
+  else if (existsSync(GATEWAY_TS)) {
+    try {
+      const gw = await import(GATEWAY_TS.href) as { startNode: (config: unknown, opts: { logger: boolean }) => Promise<unknown> }
+      const cfg = await import(CONFIG_TS.href) as { validateConfig: (raw: unknown) => unknown }
+      const port = await freePort()
+      const node = await gw.startNode(cfg.validateConfig(gatewayConfig(upstreams, port)), { logger: false })
+      return { port: portOf(node) ?? port, info: 'plugins/gateway.ts startNode(validateConfig(config))' }
+    } catch (err) {
+      why = `plugins/gateway.ts failed: ${(err as Error).message.split('\n')[0]}`
+    }
+  }
+  const app = Fastify({ logger: false })
+  await app.register(metrics, {})
+  await app.register(loadBalancer, {
+    upstreams: { u: { strategy: 'round_robin', targets: upstreams.map((url, i) => ({ id: `up-${i + 1}`, url })) } },
+  })
+  await app.register(async (scope) => {
+    passThroughBodies(scope)
+    for (const url of ['/', '/*']) {
+      scope.route({ method: [...METHODS], url, exposeHeadRoute: false, config: { upstream: 'u' }, handler: (_req, reply) => reply.proxy() })
+    }
+  })
+  return await listen(app, `plugins/metrics.ts + plugins/load-balancer.ts directly (${why})`)
+}
+
+/** Bare reply-from as PEERS.md ran it: no `base`, round robin in getUpstream, retries off. */
+async function bareReplyFrom (upstreams: string[]): Promise<Started> {
+  const app = Fastify({ logger: false })
+  await app.register(replyFrom, { disableRequestLogging: true })
+  let next = 0
+  const fromOptions = {
+    getUpstream (): string {
+      const origin = upstreams[next]
+      next = next + 1 === upstreams.length ? 0 : next + 1
+      return origin
+    },
+    retryDelay (): null { return null },
+  }
+  for (const url of ['/', '/*']) {
+    app.route({ method: [...METHODS], url, exposeHeadRoute: false, handler: (_req, reply) => reply.from(undefined, fromOptions) })
+  }
+  return await listen(app, '@fastify/reply-from, no base, round robin in getUpstream')
+}
+
+async function httpProxyApp (upstream: string): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false })
+  await app.register(httpProxy, { upstream })
+  return app
+}
+
+function portOf (node: unknown): number | undefined {
+  const candidates = [node, (node as { app?: unknown } | null)?.app, (node as { fastify?: unknown } | null)?.fastify]
+  for (const c of candidates) {
+    const addr = (c as { server?: { address?: () => unknown } } | null)?.server?.address?.()
+    if (addr !== null && typeof addr === 'object' && typeof (addr as AddressInfo).port === 'number') return (addr as AddressInfo).port
+  }
+  return undefined
+}
+
+async function freePort (): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const { port } = srv.address() as AddressInfo
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  return port
+}
