@@ -1,0 +1,151 @@
+// What the limiter does while its store (Redis) fails: the onStoreError policy, the degraded state,
+// a short circuit so a dead or hung Redis costs requests nothing, and recovery by probing.
+import type { Decision, LimitRule, RateLimitStore } from './types.js'
+
+export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
+export type StoreErrorPolicy = typeof STORE_ERROR_POLICIES[number]
+
+/** A decision and where it came from; store decisions carry no `source`. */
+export interface Outcome extends Decision {
+  readonly source?: 'open' | 'closed' | 'local'
+}
+
+/** fail_open: the request passes undecided (no headers). */
+export const FAIL_OPEN: Outcome = Object.freeze({ allowed: true, limit: 0, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'open' })
+/** fail_closed: the request is refused with 503; Retry-After 1 s. */
+export const FAIL_CLOSED: Outcome = Object.freeze({ allowed: false, limit: 0, remaining: 0, resetMs: 1000, retryAfterMs: 1000, source: 'closed' })
+
+export interface OutageLogger {
+  warn (obj: object, msg: string): void
+  info (obj: object, msg: string): void
+}
+
+export interface StoreGuardOptions {
+  policy?: StoreErrorPolicy
+  /** The in-memory limiter of policy `local`. */
+  localStore?: RateLimitStore
+  /** Live gateway nodes, for `local` (limit ÷ nodes); 1 when absent. */
+  liveNodes?: () => number
+  /** Consecutive failures before the store is skipped (short circuit). Default 3. */
+  tripAfter?: number
+  /** ms between probe calls while the store is skipped. Default 200: recovery within 1 s of Redis returning. */
+  probeInterval?: number
+  /** ms between two "still degraded" log lines. Default 10 s. */
+  logInterval?: number
+  log?: OutageLogger
+  now?: () => number
+  /** Metric hooks. */
+  onError?: (err: unknown) => void
+  onDegraded?: (degraded: boolean) => void
+  onDuration?: (seconds: number) => void
+}
+
+/**
+ * Wraps store calls. A failure (a rejection: Redis down, deadline passed) applies the policy to that
+ * request and marks the store degraded; after `tripAfter` failures in a row the store is skipped and
+ * one call every `probeInterval` probes it; the first success ends the degraded state.
+ */
+export class StoreGuard {
+  readonly policy: StoreErrorPolicy
+  degraded = false
+  degradedSince = 0
+  private consecutive = 0
+  private open = false
+  private probing = false
+  private nextProbeAt = 0
+  private errorsSinceLog = 0
+  private lastLogAt = 0
+  private lastError = ''
+  private readonly o: StoreGuardOptions
+  private readonly now: () => number
+  private readonly tripAfter: number
+  private readonly probeInterval: number
+
+  constructor (o: StoreGuardOptions = {}) {
+    this.o = o
+    this.policy = o.policy ?? 'fail_open'
+    if (this.policy === 'local' && o.localStore === undefined) throw new TypeError('onStoreError local needs an in-memory store')
+    this.now = o.now ?? Date.now
+    this.tripAfter = Math.max(1, o.tripAfter ?? 3)
+    this.probeInterval = o.probeInterval ?? 200
+  }
+
+  /** Decide through `store`, or by the policy when it fails or is skipped. Never rejects. */
+  consume (store: RateLimitStore, key: string, rule: LimitRule, cost: number): Promise<Outcome> {
+    if (this.skip()) return this.fallback(key, rule, cost)
+    const t0 = performance.now()
+    return store.consume(key, rule, cost).then((d) => {
+      this.o.onDuration?.((performance.now() - t0) / 1000)
+      this.success()
+      return d
+    }, (err: unknown) => {
+      this.o.onDuration?.((performance.now() - t0) / 1000)
+      this.failure(err)
+      return this.fallback(key, rule, cost)
+    })
+  }
+
+  /** Probe at the next call (e.g. on the client's `ready`): recovery without waiting for the interval. */
+  probeNow (): void { this.nextProbeAt = 0 }
+
+  /** The local limiter's share of a rule: limit ÷ live nodes, at least 1 unit. */
+  localRule (rule: LimitRule): LimitRule {
+    const n = Math.max(1, Math.floor(this.o.liveNodes?.() ?? 1))
+    return n === 1 ? rule : { algorithm: rule.algorithm, limit: Math.max(1, Math.floor(rule.limit / n)), window: rule.window }
+  }
+
+  private skip (): boolean {
+    if (!this.open) return false
+    if (this.probing || this.now() < this.nextProbeAt) return true
+    this.probing = true // this call is the probe
+    return false
+  }
+
+  private fallback (key: string, rule: LimitRule, cost: number): Promise<Outcome> {
+    if (this.policy === 'fail_open') return Promise.resolve(FAIL_OPEN)
+    if (this.policy === 'fail_closed') return Promise.resolve(FAIL_CLOSED)
+    const local = this.localRule(rule)
+    return this.o.localStore!.consume(key, local, Math.min(cost, local.limit)).then(
+      (d) => ({ ...d, source: 'local' as const }),
+      () => FAIL_OPEN, // the in-memory store does not fail; if it did, do not refuse for it
+    )
+  }
+
+  private success (): void {
+    this.consecutive = 0
+    this.open = false
+    this.probing = false
+    if (!this.degraded) return
+    const now = this.now()
+    this.degraded = false
+    this.o.onDegraded?.(false)
+    this.o.log?.info({ degradedMs: now - this.degradedSince, errors: this.errorsSinceLog, policy: this.policy }, 'rate-limit store recovered')
+    this.errorsSinceLog = 0
+  }
+
+  private failure (err: unknown): void {
+    const now = this.now()
+    this.o.onError?.(err)
+    this.consecutive++
+    this.errorsSinceLog++
+    this.probing = false
+    this.lastError = err instanceof Error ? err.message : String(err)
+    if (this.consecutive >= this.tripAfter) {
+      this.open = true
+      this.nextProbeAt = now + this.probeInterval
+    }
+    if (!this.degraded) {
+      this.degraded = true
+      this.degradedSince = now
+      this.o.onDegraded?.(true)
+      this.logDegraded(now, 'rate-limit store failing: applying onStoreError policy')
+    } else if (now - this.lastLogAt >= (this.o.logInterval ?? 10_000)) {
+      this.logDegraded(now, 'rate-limit store still failing')
+    }
+  }
+
+  private logDegraded (now: number, msg: string): void {
+    this.o.log?.warn({ policy: this.policy, error: this.lastError, errors: this.errorsSinceLog, degradedMs: now - this.degradedSince }, msg)
+    this.lastLogAt = now
+  }
+}

@@ -1,0 +1,313 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import fp from 'fastify-plugin'
+import { GatewayError } from '../lib/errors.js'
+import { closeRedisConnection, createRedisConnection, isRedisClient, type RedisClient, type RedisConnectionConfig } from '../lib/cluster/redis-connection.js'
+import { createRateLimitMetrics, type RouteDecisions } from '../lib/metrics/ratelimit-metrics.js'
+import { limitHeaders, mostRestrictive, ceilSeconds, type HeaderStyle } from '../lib/ratelimit/headers.js'
+import { StoreGuard, type Outcome, type StoreErrorPolicy } from '../lib/ratelimit/outage.js'
+import {
+  compileAllowList, compileClientIp, compileRoutePolicy, costOf, storeKey,
+  type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
+} from '../lib/ratelimit/policy.js'
+import type { RateLimitStore } from '../lib/ratelimit/types.js'
+import { MemoryStore } from '../lib/ratelimit/memory-store.js'
+import { RedisStore } from '../lib/ratelimit/redis-store.js'
+import { LeaseStore } from '../lib/ratelimit/lease-store.js'
+
+export type RouteRateLimit = RateLimitRuleOptions | RateLimitRuleOptions[] | false
+
+export interface RateLimitPluginOptions {
+  /** What happens while the store (Redis) fails (default fail_open). */
+  onStoreError?: StoreErrorPolicy
+  /** ms: deadline of each Redis call (default 50). */
+  storeTimeout?: number
+  /** draft (default): RateLimit-Policy + RateLimit; legacy: X-RateLimit-*; both; none. */
+  headers?: HeaderStyle
+  /** Client IPs or CIDR ranges never limited. */
+  allowList?: string[]
+  /** Read the client IP from X-Forwarded-For (as Fastify's trustProxy). Default false: the socket address. */
+  trustProxy?: TrustProxy
+  /** Limits of every route whose config sets no `rateLimit`. */
+  default?: RateLimitRuleOptions | RateLimitRuleOptions[]
+  /**
+   * The connection when neither `fastify.gatewayRedis` nor `fastify.redis` (@fastify/redis) exists:
+   * an ioredis client (yours: not closed by the plugin) or a `cluster.redis` config (the plugin connects and closes it).
+   */
+  redis?: RedisClient | RedisConnectionConfig
+  /** Redis keys start with `${clusterName}:rl:` (default fastify-ha-gateway). */
+  clusterName?: string
+  /** Live gateway nodes, for onStoreError local (limit ÷ nodes). Default: the cluster plugin's view when registered, else 1. */
+  liveNodes?: () => number
+  /** ioredis auto-pipelining on the plugin's own connection (default false: measured slower here, see BENCHMARKS.md). */
+  autoPipelining?: boolean
+  /** One writev per event-loop turn on the plugin's own connection (default true; lib/cluster/redis-connection.ts coalesceWrites). */
+  coalesceWrites?: boolean
+  /** Bring your own stores (tests, other backends): exact decisions, and lease mode. */
+  store?: RateLimitStore
+  leaseStore?: RateLimitStore
+}
+
+/** The `fastify.gatewayRateLimit` decorator: what the limiter runs on, for status pages and tests. */
+export interface GatewayRateLimit {
+  /** The Redis client in use (undefined: single node, in memory). */
+  readonly redis: RedisClient | undefined
+  /** True while the store fails and the onStoreError policy applies. */
+  readonly degraded: boolean
+  readonly onStoreError: StoreErrorPolicy
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    gatewayRateLimit: GatewayRateLimit
+  }
+  interface FastifyContextConfig {
+    /** Limits of this route (default: the plugin's `default`; false or []: none). */
+    rateLimit?: RouteRateLimit
+  }
+}
+
+/** A route's compiled limits plus what its requests need at hand. */
+interface Plan {
+  policy: RoutePolicy
+  counters: RouteDecisions | undefined
+  lastShadowLog: number
+}
+const NONE = Symbol('no limits')
+
+async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
+  const style: HeaderStyle = opts.headers ?? 'draft'
+  const prefix = `${opts.clusterName ?? 'fastify-ha-gateway'}:rl:`
+  const allow = compileAllowList(opts.allowList)
+  const clientIp = compileClientIp(opts.trustProxy)
+  const policy = opts.onStoreError ?? 'fail_open'
+  const storeTimeout = opts.storeTimeout ?? 50
+
+  // where the connection comes from: the cluster plugin, @fastify/redis, then our own options
+  let client: RedisClient | undefined
+  let owned = false
+  const f = fastify as unknown as { gatewayRedis?: unknown, redis?: unknown }
+  if (fastify.hasDecorator('gatewayRedis') && isRedisClient(f.gatewayRedis)) client = f.gatewayRedis
+  else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) client = f.redis
+  else if (opts.redis !== undefined && isRedisClient(opts.redis)) client = opts.redis
+  else if (opts.redis !== undefined) {
+    // one log line per lost connection, not one per reconnect attempt (calls are counted and logged by the guard)
+    let reported = false
+    const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
+      commandTimeout: Math.max(storeTimeout * 2, 200),
+      autoPipelining: opts.autoPipelining ?? false,
+      coalesceWrites: opts.coalesceWrites ?? true,
+      onError: (err) => {
+        if (reported) return
+        reported = true
+        fastify.log.warn({ err: err.message }, 'rate-limit redis connection failing; reconnecting')
+      },
+    })
+    own.on('ready', () => { reported = false })
+    client = own
+    owned = true
+  }
+
+  const metrics = fastify.hasDecorator('gatewayMetrics') ? createRateLimitMetrics(fastify.gatewayMetrics.registry) : undefined
+  const stores = createStores({ client, timeout: storeTimeout, store: opts.store, leaseStore: opts.leaseStore, local: policy === 'local' })
+  const guard = new StoreGuard({
+    policy,
+    localStore: stores.local,
+    liveNodes: opts.liveNodes ?? clusterNodes(fastify),
+    log: fastify.log,
+    onError: metrics === undefined ? undefined : () => metrics.storeError(),
+    onDegraded: metrics === undefined ? undefined : (b) => metrics.setDegraded(b),
+    onDuration: metrics === undefined ? undefined : (s) => metrics.storeDuration(s),
+  })
+  // the client is back: probe on the next request instead of waiting for the probe interval
+  const onReady = (): void => guard.probeNow()
+  client?.on('ready', onReady)
+
+  // --- per-route plans, resolved lazily on the first request (routes declared before or after the plugin) ---
+  const plans = new WeakMap<object, Plan | typeof NONE>()
+
+  function resolve (request: FastifyRequest, config: object): Plan | typeof NONE {
+    const c = config as { rateLimit?: RouteRateLimit, gatewayRoute?: string }
+    const route = c.gatewayRoute ?? request.routeOptions.url ?? 'unknown'
+    const compiled = compileRoutePolicy(c.rateLimit === undefined ? opts.default : c.rateLimit, route, `route ${route}: rateLimit`, prefix)
+    const plan = compiled === undefined ? NONE : { policy: compiled, counters: metrics?.forRoute(route), lastShadowLog: 0 }
+    plans.set(config, plan)
+    return plan
+  }
+
+  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const config = request.routeOptions.config
+    let plan = plans.get(config)
+    if (plan === undefined) {
+      try {
+        plan = resolve(request, config)
+      } catch (err) {
+        done(err as Error)
+        return
+      }
+    }
+    if (plan === NONE) { done(); return }
+    let ip = ''
+    if (plan.policy.needsIp || allow !== undefined) {
+      ip = clientIp(request)
+      if (allow !== undefined && allow(ip)) { done(); return }
+    }
+    const rules = plan.policy.rules
+    try {
+      if (rules.length === 1) {
+        const r = rules[0]
+        const cost = costOf(r, request)
+        if (cost === 0) { done(); return }
+        const p = plan
+        guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost)
+          .then((o) => { after(p, [o], request, reply, done, ip) }, done)
+      } else {
+        const calls = rules.map((r) => {
+          const cost = costOf(r, request)
+          return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost)
+        })
+        const p = plan
+        Promise.all(calls).then((outs) => { after(p, outs, request, reply, done, ip) }, done)
+      }
+    } catch (err) {
+      done(err as Error) // a key or cost function that throws is a bug of the app: 500
+    }
+  }
+
+  function storeOf (r: CompiledRule): RateLimitStore {
+    return r.mode === 'lease' ? stores.lease : stores.exact
+  }
+
+  /** Answer from the outcomes; `done()` runs outside the try, so an error of a later hook is never reported twice. */
+  function after (plan: Plan, outs: Array<Outcome | undefined>, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, ip: string): void {
+    let proceed: boolean
+    try {
+      proceed = settle(plan, outs, request, reply, ip)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    if (proceed) done()
+  }
+
+  /** Count, set headers, and refuse (false) or let the request go on (true). */
+  function settle (plan: Plan, outs: Array<Outcome | undefined>, request: FastifyRequest, reply: FastifyReply, ip: string): boolean {
+    const rules = plan.policy.rules
+    let limited = false
+    let shadowLimited = false
+    let closed = false
+    let open = false
+    let local = false
+    let retryMs = 0
+    // decisions that headers may report: enforced rules decided by a store (Redis or the local limiter)
+    let shown: Array<Outcome | undefined> | undefined
+    for (let i = 0; i < outs.length; i++) {
+      const o = outs[i]
+      if (o === undefined) continue
+      const r = rules[i]
+      if (o.source === 'open') { open = true; continue }
+      if (o.source === 'closed') { if (!r.shadow) closed = true; continue }
+      if (o.source === 'local') local = true
+      if (r.shadow) {
+        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, request, ip) }
+        continue
+      }
+      if (!o.allowed) { limited = true; if (o.retryAfterMs > retryMs) retryMs = o.retryAfterMs }
+      if (style !== 'none') (shown ??= new Array(outs.length))[i] = o
+    }
+    const c = plan.counters
+    if (c !== undefined) {
+      // one label per request, the one that explains its answer
+      if (local) c.local++
+      else if (limited) c.limited++
+      else if (closed) c.error_closed++
+      else if (open) c.error_open++
+      else if (shadowLimited) c.shadow_limited++
+      else c.allowed++
+    }
+    if (shown !== undefined) {
+      const i = mostRestrictive(shown)
+      if (i !== -1) {
+        for (const [name, value] of limitHeaders(style, plan.policy.policyHeader, rules[i].policy, shown[i]!)) reply.header(name, value)
+      }
+    }
+    if (limited) {
+      const s = Math.max(1, ceilSeconds(retryMs))
+      sendError(reply, new GatewayError('RATE_LIMITED', `${s} s`), s)
+      return false
+    }
+    if (closed) {
+      sendError(reply, new GatewayError('RATE_LIMIT_UNAVAILABLE'), 1)
+      return false
+    }
+    return true
+  }
+
+  function logShadow (plan: Plan, r: CompiledRule, request: FastifyRequest, ip: string): void {
+    const now = Date.now()
+    if (now - plan.lastShadowLog < 1000) return // at most one line per route per second
+    plan.lastShadowLog = now
+    request.log.info({ route: plan.policy.route, policy: r.policy.name, key: r.kind === 'route' ? 'route' : r.kind === 'ip' ? ip : r.kind }, 'shadow rate limit exceeded (not enforced)')
+  }
+
+  fastify.decorate('gatewayRateLimit', {
+    redis: client,
+    get degraded () { return guard.degraded },
+    onStoreError: policy,
+  } satisfies GatewayRateLimit)
+  fastify.addHook('onRequest', onRequest)
+  // checks the limits of routes declared after the plugin at boot; earlier routes are checked on their first request
+  fastify.addHook('onRoute', (route) => {
+    const rl = (route.config as { rateLimit?: RouteRateLimit } | undefined)?.rateLimit
+    if (rl !== undefined) compileRoutePolicy(rl, route.url, `route ${route.url}: rateLimit`)
+  })
+  fastify.addHook('onClose', async () => {
+    client?.off('ready', onReady)
+    await stores.close()
+    if (owned && client !== undefined) await closeRedisConnection(client)
+  })
+}
+
+interface Stores { exact: RateLimitStore, lease: RateLimitStore, local: RateLimitStore | undefined, close (): Promise<void> }
+
+/**
+ * Exact decisions in Redis when there is a client, else in memory (one node). Lease mode spends slices of
+ * the Redis budget locally; without Redis it is the memory store (already local and exact).
+ * Policy `local` gets its own in-memory limiter.
+ */
+function createStores (o: { client: RedisClient | undefined, timeout: number, store?: RateLimitStore, leaseStore?: RateLimitStore, local: boolean }): Stores {
+  const owned: RateLimitStore[] = []
+  const own = <S extends RateLimitStore>(s: S): S => { owned.push(s); return s }
+  let exact = o.store
+  let lease = o.leaseStore
+  if (o.client !== undefined) {
+    const redis = new RedisStore({ client: o.client, timeout: o.timeout })
+    exact ??= own(redis)
+    lease ??= own(new LeaseStore({ source: redis }))
+  }
+  exact ??= own(new MemoryStore())
+  lease ??= exact
+  const local = o.local ? own(new MemoryStore()) : undefined
+  return {
+    exact,
+    lease,
+    local,
+    async close () { await Promise.all(owned.map(async (s) => await s.close?.())) },
+  }
+}
+
+/** Live nodes from the cluster plugin's membership view (`fastify.cluster.nodes()`), when it is registered. */
+function clusterNodes (fastify: FastifyInstance): (() => number) | undefined {
+  const c = (fastify as unknown as { cluster?: { nodes?: () => unknown[] } }).cluster
+  if (!fastify.hasDecorator('cluster') || typeof c?.nodes !== 'function') return undefined
+  return () => c.nodes!().length
+}
+
+function sendError (reply: FastifyReply, err: GatewayError, retryAfterSeconds: number): void {
+  reply.code(err.statusCode).header('retry-after', String(retryAfterSeconds))
+    .type('application/json; charset=utf-8').send(JSON.stringify(err.toJSON()))
+}
+
+export default fp(rateLimitPlugin, {
+  fastify: '5.x',
+  name: 'fastify-ha-gateway-rate-limit',
+})
