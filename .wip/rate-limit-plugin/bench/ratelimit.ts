@@ -3,11 +3,12 @@
 //   coalesced per event-loop turn; and with one write per command; and with ioredis auto-pipelining); the gateway + lease mode; bare reply-from + @fastify/rate-limit with its Redis store.
 //   node --import tsx bench/ratelimit.ts
 // Env: BENCH_DURATION (s, 4), BENCH_ROUNDS (5), BENCH_WARMUP (s, 4), BENCH_CONNECTIONS (64);
+//      BENCH_PIN=0: do not pin (default: proxies on the last CPU, everything else on the others, as PEERS.md's final run);
 //      BENCH_RATE=<req/s>: a fixed request rate instead of as fast as possible; then compare CPU µs/req, which a
 //      loaded machine disturbs far less than throughput;
 //      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact` and `gateway`, and where the µs go.
 // Redis calls per request: script calls (EVAL/EVALSHA, from INFO commandstats) over each run / requests answered.
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -20,7 +21,7 @@ import { fmt, median, table } from './lib/report.js'
 import { BenchChild, startChild, killAll, type ChildReply, type ChildRequest, type ChildStats } from './lib/servers.js'
 import { GcMeter, Profiler } from './lib/profiler.js'
 import { compare, readProfile } from './lib/cpuprofile.js'
-import { mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import { BODY } from './lib/upstream.js'
 import loadBalancer, { passThroughBodies } from '../plugins/load-balancer.js'
@@ -34,6 +35,8 @@ const ROUNDS = Number(env.BENCH_ROUNDS ?? 5)
 const WARMUP = Number(env.BENCH_WARMUP ?? 4)
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const RATE = Number(env.BENCH_RATE ?? 0)
+// PEERS.md's pinned layout: the proxy under test alone on the last CPU; load generator, upstreams and Redis on the others
+const PIN = env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
 const PROFILE = process.argv.includes('--profile') || env.BENCH_PROFILE === '1'
 const SELF = fileURLToPath(import.meta.url)
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
@@ -143,7 +146,8 @@ function killMine (): void { for (const p of mine) p.kill('SIGKILL') }
 
 async function startRole (role: Role, a: ChildArgs): Promise<BenchChild> {
   const proc = fork(SELF, ['--child', role, JSON.stringify(a)], {
-    execArgv: ['--expose-gc', '--import', 'tsx'],
+    // every setup with the flag the CLI sets (lib/v8-tuning.ts), so the comparison is of the code, not of V8 tuning
+    execArgv: ['--expose-gc', '--no-allocation-site-pretenuring', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, NODE_ENV: 'production' },
   })
@@ -162,7 +166,7 @@ async function startRole (role: Role, a: ChildArgs): Promise<BenchChild> {
   })
 }
 
-interface Setup { role: Role, label: string, child: BenchChild, runs: RunResult[], calls: number[], vsGateway: Array<{ rps: number, cpu: number }> }
+interface Setup { role: Role, label: string, child: BenchChild, runs: RunResult[], calls: number[], redisCpu: number[], vsGateway: Array<{ rps: number, cpu: number }> }
 
 const LABELS: Record<Role, string> = {
   'reply-from': 'bare @fastify/reply-from',
@@ -174,8 +178,20 @@ const LABELS: Record<Role, string> = {
   'fastify-rate-limit': 'reply-from + @fastify/rate-limit, Redis store',
 }
 
+/** Pin a process (all its threads) to `cpus` (a taskset list such as "0" or "1"). */
+function pin (pid: number, cpus: string): void {
+  if (PIN && pid > 0) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+}
+
 function conditions (): string {
   return `load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`
+}
+
+/** Redis's own CPU so far, µs (user + sys): it shares the machine, so it is part of a Redis-backed limit's cost. */
+async function redisCpu (r: Redis): Promise<number> {
+  const info = await r.info('cpu')
+  const v = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN)
+  return 1e6 * (v('used_cpu_user') + v('used_cpu_sys'))
 }
 
 /** Script calls served so far (EVAL, EVALSHA): one per limiter call; the commands a script runs inside are not counted. */
@@ -193,10 +209,15 @@ async function main (): Promise<void> {
   const redis = await startRedis()
   const admin = new Redis(redis.port, '127.0.0.1')
   const upstreams = [await startChild('upstream-1', 'upstream'), await startChild('upstream-2', 'upstream')]
+  const last = os.cpus().length - 1
+  const others = last === 1 ? '0' : `0-${last - 1}`
+  for (const pid of [process.pid, redis.pid, ...upstreams.map((u) => u.pid)]) pin(pid, others)
   const args: ChildArgs = { upstreams: upstreams.map((u) => u.url), redis: redis.url }
   const roles: Role[] = ['reply-from', 'gateway', 'exact', 'exact-write', 'exact-pipe', 'lease', 'fastify-rate-limit']
   const setups: Setup[] = []
-  for (const role of roles) setups.push({ role, label: LABELS[role], child: await startRole(role, args), runs: [], calls: [], vsGateway: [] })
+  for (const role of roles) setups.push({ role, label: LABELS[role], child: await startRole(role, args), runs: [], calls: [], redisCpu: [], vsGateway: [] })
+  for (const s of setups) pin(s.child.pid, String(last))
+  if (PIN) console.log(`pinned: each proxy on CPU ${last}; load generator, upstreams and Redis on CPU ${others} (BENCH_PIN=0 to not pin)`)
   try {
     for (const s of setups) {
       const res = await fetch(s.child.url + '/bench')
@@ -211,10 +232,12 @@ async function main (): Promise<void> {
     const others = setups.filter((s) => s !== gw)
     const one = async (s: Setup, r: number): Promise<RunResult> => {
       const before = await scriptCalls(admin)
+      const cpu0 = await redisCpu(admin)
       const run = RATE > 0 ? await measureAtRate(s.child, RATE) : await measure(s.child, { url: s.child.url, connections: CONNECTIONS, duration: DURATION })
       const calls = (await scriptCalls(admin) - before) / run.completed
       s.runs.push(run)
       s.calls.push(calls)
+      s.redisCpu.push((await redisCpu(admin) - cpu0) / run.completed)
       console.log(`round ${r + 1}/${ROUNDS} ${s.role.padEnd(18)} ${fmt(run.rps).padStart(7)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms  ` +
         `${fmt(run.cpuPerReq, 1)} µs CPU/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
       return run
@@ -290,9 +313,10 @@ function report (setups: Setup[]): void {
     `${m(s, (r) => r.p50)} / ${m(s, (r) => r.p99)}`,
     fmt(m(s, (r) => r.cpuPerReq), 1), vs(s, 'cpu').toFixed(2),
     median(s.calls).toFixed(3),
+    median(s.redisCpu).toFixed(1),
   ])
   console.log(`\n${ROUNDS} rounds of ${DURATION} s runs, ${CONNECTIONS} connections; ratios are medians of each run against the gateway run beside it:\n`)
-  console.log(table(['setup', 'req/s (median)', '× reply-from', '× gateway', 'p50 / p99 ms', 'CPU µs/req', 'CPU × gateway', 'Redis calls/req'], rows))
+  console.log(table(['setup', 'req/s (median)', '× reply-from', '× gateway', 'p50 / p99 ms', 'CPU µs/req', 'CPU × gateway', 'Redis calls/req', 'Redis CPU µs/req'], rows))
   const exact = vs(by(setups, 'exact'), 'rps')
   const lease = vs(by(setups, 'lease'), 'rps')
   const frl = vs(by(setups, 'fastify-rate-limit'), 'rps')

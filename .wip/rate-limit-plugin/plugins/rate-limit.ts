@@ -3,7 +3,7 @@ import fp from 'fastify-plugin'
 import { GatewayError } from '../lib/errors.js'
 import { closeRedisConnection, createRedisConnection, isRedisClient, type RedisClient, type RedisConnectionConfig } from '../lib/cluster/redis-connection.js'
 import { createRateLimitMetrics, type RouteDecisions } from '../lib/metrics/ratelimit-metrics.js'
-import { limitHeaders, mostRestrictive, ceilSeconds, type HeaderStyle } from '../lib/ratelimit/headers.js'
+import { ceilSeconds, moreRestrictive, rateLimitHeader, type HeaderStyle } from '../lib/ratelimit/headers.js'
 import { StoreGuard, type Outcome, type StoreErrorPolicy } from '../lib/ratelimit/outage.js'
 import {
   compileAllowList, compileClientIp, compileRoutePolicy, costOf, storeKey,
@@ -157,16 +157,15 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
         const r = rules[0]
         const cost = costOf(r, request)
         if (cost === 0) { done(); return }
-        const p = plan
-        guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost)
-          .then((o) => { after(p, [o], request, reply, done, ip) }, done)
+        const st = new Pending(plan, request, reply, done, ip)
+        guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, r.mode === 'exact').then((o) => { st.after(o, undefined) }, done)
       } else {
         const calls = rules.map((r) => {
           const cost = costOf(r, request)
-          return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost)
+          return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, r.mode === 'exact')
         })
-        const p = plan
-        Promise.all(calls).then((outs) => { after(p, outs, request, reply, done, ip) }, done)
+        const st = new Pending(plan, request, reply, done, ip)
+        Promise.all(calls).then((outs) => { st.after(undefined, outs) }, done)
       }
     } catch (err) {
       done(err as Error) // a key or cost function that throws is a bug of the app: 500
@@ -177,20 +176,27 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     return r.mode === 'lease' ? stores.lease : stores.exact
   }
 
-  /** Answer from the outcomes; `done()` runs outside the try, so an error of a later hook is never reported twice. */
-  function after (plan: Plan, outs: Array<Outcome | undefined>, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction, ip: string): void {
-    let proceed: boolean
-    try {
-      proceed = settle(plan, outs, request, reply, ip)
-    } catch (err) {
-      done(err as Error)
-      return
+  /** One request waiting for its decisions. */
+  class Pending {
+    constructor (readonly plan: Plan, readonly request: FastifyRequest, readonly reply: FastifyReply,
+      readonly done: HookHandlerDoneFunction, readonly ip: string) {}
+
+    /** `done()` runs outside the try, so an error of a later hook is never reported twice. */
+    after (o: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): void {
+      let proceed: boolean
+      try {
+        proceed = settle(this, o, outs)
+      } catch (err) {
+        this.done(err as Error)
+        return
+      }
+      if (proceed) this.done()
     }
-    if (proceed) done()
   }
 
-  /** Count, set headers, and refuse (false) or let the request go on (true). */
-  function settle (plan: Plan, outs: Array<Outcome | undefined>, request: FastifyRequest, reply: FastifyReply, ip: string): boolean {
+  /** Count, set headers, and refuse (false) or let the request go on (true). One outcome `o`, or several `outs`. */
+  function settle (st: Pending, o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): boolean {
+    const plan = st.plan
     const rules = plan.policy.rules
     let limited = false
     let shadowLimited = false
@@ -198,21 +204,22 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     let open = false
     let local = false
     let retryMs = 0
-    // decisions that headers may report: enforced rules decided by a store (Redis or the local limiter)
-    let shown: Array<Outcome | undefined> | undefined
-    for (let i = 0; i < outs.length; i++) {
-      const o = outs[i]
+    // the decision headers report: the most restrictive of the enforced rules a store (Redis or local) decided
+    let shown = -1
+    const n = outs === undefined ? 1 : outs.length
+    for (let i = 0; i < n; i++) {
+      const o = outs === undefined ? o0 : outs[i]
       if (o === undefined) continue
       const r = rules[i]
       if (o.source === 'open') { open = true; continue }
       if (o.source === 'closed') { if (!r.shadow) closed = true; continue }
       if (o.source === 'local') local = true
       if (r.shadow) {
-        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, request, ip) }
+        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, st.request, st.ip) }
         continue
       }
       if (!o.allowed) { limited = true; if (o.retryAfterMs > retryMs) retryMs = o.retryAfterMs }
-      if (style !== 'none') (shown ??= new Array(outs.length))[i] = o
+      if (shown === -1 || moreRestrictive(o, outs === undefined ? o0! : outs[shown]!)) shown = i
     }
     const c = plan.counters
     if (c !== undefined) {
@@ -224,10 +231,18 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       else if (shadowLimited) c.shadow_limited++
       else c.allowed++
     }
-    if (shown !== undefined) {
-      const i = mostRestrictive(shown)
-      if (i !== -1) {
-        for (const [name, value] of limitHeaders(style, plan.policy.policyHeader, rules[i].policy, shown[i]!)) reply.header(name, value)
+    const reply = st.reply
+    if (shown !== -1 && style !== 'none') {
+      const d = outs === undefined ? o0! : outs[shown]!
+      const policy = rules[shown].policy
+      if (style !== 'legacy') {
+        reply.header('ratelimit-policy', plan.policy.policyHeader)
+        reply.header('ratelimit', rateLimitHeader(policy, d))
+      }
+      if (style !== 'draft') {
+        reply.header('x-ratelimit-limit', String(d.limit))
+        reply.header('x-ratelimit-remaining', String(Math.max(0, Math.floor(d.remaining))))
+        reply.header('x-ratelimit-reset', String(ceilSeconds(d.resetMs)))
       }
     }
     if (limited) {

@@ -60,20 +60,21 @@ function sfString (s: string): string {
 }
 
 /**
- * Index of the most restrictive decision: a refusal with the longest wait first, else the fewest units left
- * (ties: the latest reset). -1 when there is none.
+ * Whether `d` restricts more than `b`: a refusal before an allowance, between refusals the longer wait, between
+ * allowances the fewer units left (what the client can still send before a refusal), then the later reset.
  */
+export function moreRestrictive (d: Decision, b: Decision): boolean {
+  if (d.allowed !== b.allowed) return !d.allowed
+  if (!d.allowed) return d.retryAfterMs > b.retryAfterMs
+  return d.remaining < b.remaining || (d.remaining === b.remaining && d.resetMs > b.resetMs)
+}
+
+/** Index of the most restrictive decision (see moreRestrictive); -1 when there is none. */
 export function mostRestrictive (decisions: ReadonlyArray<Decision | undefined>): number {
   let best = -1
   for (let i = 0; i < decisions.length; i++) {
     const d = decisions[i]
-    if (d === undefined) continue
-    if (best === -1) { best = i; continue }
-    const b = decisions[best]!
-    if (d.allowed !== b.allowed) { if (!d.allowed) best = i; continue }
-    if (!d.allowed) { if (d.retryAfterMs > b.retryAfterMs) best = i; continue }
-    // allowed: the fewest units left is what the client can still send before a refusal
-    if (d.remaining < b.remaining || (d.remaining === b.remaining && d.resetMs > b.resetMs)) best = i
+    if (d !== undefined && (best === -1 || moreRestrictive(d, decisions[best]!))) best = i
   }
   return best
 }

@@ -70,16 +70,20 @@ export class StoreGuard {
     this.probeInterval = o.probeInterval ?? 200
   }
 
-  /** Decide through `store`, or by the policy when it fails or is skipped. Never rejects. */
-  consume (store: RateLimitStore, key: string, rule: LimitRule, cost: number): Promise<Outcome> {
+  /**
+   * Decide through `store`, or by the policy when it fails or is skipped. Never rejects. `timed`: report the
+   * call's duration (false for lease mode, whose calls mostly never leave the process).
+   */
+  consume (store: RateLimitStore, key: string, rule: LimitRule, cost: number, timed = true): Promise<Outcome> {
     if (this.skip()) return this.fallback(key, rule, cost)
-    const t0 = performance.now()
+    const onDuration = timed ? this.o.onDuration : undefined
+    const t0 = onDuration === undefined ? 0 : performance.now()
     return store.consume(key, rule, cost).then((d) => {
-      this.o.onDuration?.((performance.now() - t0) / 1000)
-      this.success()
+      onDuration?.((performance.now() - t0) / 1000)
+      if (this.consecutive !== 0 || this.degraded) this.success()
       return d
     }, (err: unknown) => {
-      this.o.onDuration?.((performance.now() - t0) / 1000)
+      onDuration?.((performance.now() - t0) / 1000)
       this.failure(err)
       return this.fallback(key, rule, cost)
     })

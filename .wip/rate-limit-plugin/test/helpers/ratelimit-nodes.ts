@@ -1,5 +1,6 @@
 // Gateway nodes for the rate-limit tests: in-process Fastify apps, each with its own Redis connection.
 import Fastify, { type FastifyInstance } from 'fastify'
+import { Cluster } from 'ioredis'
 import { Agent, request } from 'undici'
 import metrics from '../../plugins/metrics.js'
 import loadBalancer from '../../plugins/load-balancer.js'
@@ -46,13 +47,21 @@ export async function startNodes (n: number, o: NodesOptions): Promise<{ nodes: 
   return { nodes, close: async () => { await Promise.all(nodes.map(async (x) => await x.app.close())) } }
 }
 
-/** Wait until every node's Redis client is ready (boot does not wait for it). */
+/**
+ * Wait until every node's Redis client is ready (boot does not wait for it). A Redis Cluster client is ready once
+ * it knows the slots, but opens the connection to each master on first use, and with the offline queue off a
+ * command to a master not yet connected fails fast: wait for every master's connection too.
+ */
 export async function redisReady (nodes: Node[], timeoutMs = 5000): Promise<void> {
   const until = Date.now() + timeoutMs
   for (const n of nodes) {
     const c = n.app.gatewayRateLimit.redis
-    while (c !== undefined && c.status !== 'ready') {
+    if (c === undefined) continue
+    const ready = (): boolean => c.status === 'ready' &&
+      (!(c instanceof Cluster) || c.nodes('master').every((m) => m.status === 'ready'))
+    while (!ready()) {
       if (Date.now() > until) throw new Error(`redis client not ready: ${c.status}`)
+      if (c instanceof Cluster && c.status === 'ready') for (const m of c.nodes('master')) if (m.status === 'wait') m.connect().catch(() => {})
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
   }
