@@ -62,7 +62,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) base = f.redis
   else if (cfg.cluster.redis !== undefined) {
     // the rate limiter's client: fail fast (its own 50 ms deadline sits on top), batched
-    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: true, onError: noop })
+    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: false, coalesceWrites: true, onError: noop })
     ownBase = true
   }
   // the cluster components' client: same server, longer deadlines (a loaded Redis may take > 200 ms)

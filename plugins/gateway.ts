@@ -8,6 +8,7 @@ import cluster from './cluster.js'
 import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
+import rateLimit from './rate-limit.js'
 
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
 
@@ -48,6 +49,9 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   })
   // after the load balancer (config sync reconciles it), before the rate limiter (it runs on gatewayRedis) and admin
   await fastify.register(cluster, { config, toUpstreamSpecs })
+  // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
+  const { default: _default, ...rateLimitOptions } = config.rateLimit
+  await fastify.register(rateLimit, { ...rateLimitOptions, clusterName: config.cluster.name })
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
 
@@ -66,6 +70,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
         gatewayRoute: route.path,
         failover: route.failover,
         fallbackResponse: route.fallbackResponse,
+        rateLimit: route.rateLimit,
       }
       for (const url of base === '' ? ['/', '/*'] : [base, `${base}/*`]) {
         scope.route({
@@ -96,7 +101,6 @@ export function notYetImplemented (config: GatewayConfig): string[] {
     if (u.discovery !== undefined) keys.push(`upstreams.${name}.discovery`)
   }
   config.routes.forEach((r, i) => {
-    if (r.rateLimit.length > 0) keys.push(`routes[${i}].rateLimit`)
     if (r.cache !== undefined) keys.push(`routes[${i}].cache`)
   })
   return keys

@@ -19,6 +19,11 @@ export interface RedisConnectionOptions {
   maxReconnectDelay?: number
   /** Batch commands issued in one tick into one write (ioredis enableAutoPipelining). */
   autoPipelining?: boolean
+  /**
+   * Standalone and Sentinel: hold the socket's writes until the end of the event-loop turn, so commands sent by
+   * the requests of one turn leave in one writev (see coalesceWrites). Default false.
+   */
+  coalesceWrites?: boolean
   /** Called on every client error (connection refused, reset...); the client always has a listener. */
   onError?: (err: Error) => void
   /** Extra ioredis options, applied last. */
@@ -75,11 +80,46 @@ export function createRedisConnection (config: RedisConnectionConfig, o: RedisCo
     }
     client = new Cluster(config.nodes, clusterOptions)
   }
+  if (o.coalesceWrites === true && client instanceof Redis) coalesceWrites(client)
   const onError = o.onError ?? noop
   // ioredis prints "Unhandled error event" on every reconnect without a listener
   client.on('error', onError)
   client.connect().catch(noop)
   return client
+}
+
+/**
+ * Cork the client's socket at its first write of an event-loop turn and uncork it in setImmediate: the commands
+ * of every request handled in that turn go out in one writev instead of one write(2) each, and Redis reads them
+ * in one read. Unlike ioredis auto-pipelining there is no Pipeline object per batch and no wait for the previous
+ * batch's replies; a command waits at most until the end of the turn. Re-applied on every reconnect (new socket).
+ */
+export function coalesceWrites (client: Redis): void {
+  const patch = (): void => {
+    const stream = (client as unknown as { stream?: CorkableStream }).stream
+    if (stream === undefined || stream[kCoalesced] === true) return
+    stream[kCoalesced] = true
+    const write = stream.write
+    let corked = false
+    const uncork = (): void => { corked = false; stream.uncork() }
+    stream.write = function (this: CorkableStream, ...args: unknown[]): boolean {
+      if (!corked) {
+        corked = true
+        stream.cork()
+        setImmediate(uncork)
+      }
+      return write.apply(this, args)
+    }
+  }
+  client.on('connect', patch)
+}
+
+const kCoalesced = Symbol('fhg.coalesced')
+interface CorkableStream {
+  write: (...args: unknown[]) => boolean
+  cork: () => void
+  uncork: () => void
+  [kCoalesced]?: boolean
 }
 
 /** Sentinel connections refuse QUIT (REDIS.md): disconnect them; others QUIT, bounded by `timeoutMs`. */
