@@ -14,6 +14,7 @@ import { createFailoverMetrics } from '../lib/metrics/failover-metrics.js'
 import { TrackingDispatcher, type AttemptObserver } from '../lib/proxy/dispatcher.js'
 import { compileHashOn, type HashKeyFn } from '../lib/proxy/hash-key.js'
 import { setForwarded, stripHopByHop, type HeaderBag } from '../lib/proxy/headers.js'
+import { routeConfigOf } from '../lib/routes/route-config.js'
 import { createProxyMetrics, type RouteMetrics } from '../lib/metrics/proxy-metrics.js'
 import type { UpstreamEntry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstream/registry.js'
 import { UpstreamRegistry } from '../lib/upstream/registry.js'
@@ -224,7 +225,7 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   }
 
   function planFor (request: FastifyRequest, override: ProxyOptions | undefined): RoutePlan {
-    const config = request.routeOptions.config as ProxyOptions & { gatewayRoute?: string }
+    const config = routeConfigOf(request) as ProxyOptions & { gatewayRoute?: string }
     const key = override ?? config
     let plan = plans.get(key)
     if (plan === undefined) {

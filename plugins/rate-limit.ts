@@ -9,6 +9,7 @@ import {
   compileAllowList, compileClientIp, compileRoutePolicy, costOf, storeKey,
   type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
 } from '../lib/ratelimit/policy.js'
+import { routeConfigOf } from '../lib/routes/route-config.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { RedisStore } from '../lib/ratelimit/redis-store.js'
@@ -135,7 +136,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   }
 
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const config = request.routeOptions.config
+    const config = routeConfigOf(request)
     let plan = plans.get(config)
     if (plan === undefined) {
       try {
