@@ -2,9 +2,14 @@ import type { Target } from '../upstream/target.js'
 import type { UpstreamPool } from '../upstream/pool.js'
 import { usable, type Balancer, type PickContext } from './types.js'
 import { RoundRobinBalancer } from './round-robin.js'
+import { WeightTableBalancer } from './weight-table.js'
 
 /** Virtual nodes per target of average weight (Ketama uses 160). */
 export const VNODES = 160
+/** A lookup first narrows the ring to the bucket of its hash's top INDEX_BITS bits, then binary-searches it. */
+const INDEX_BITS = 12
+const INDEX_SHIFT = 32 - INDEX_BITS
+const INDEX_SIZE = 1 << INDEX_BITS
 /** Ring steps a lookup walks past unusable owners before it scans the pool instead. */
 const MAX_WALK = 256
 
@@ -17,15 +22,13 @@ const MAX_WALK = 256
  * its keys move; removing one of n targets remaps about 1/n of keys.
  * Without a hashKey it falls back to round robin.
  */
-export class ConsistentHashBalancer implements Balancer {
+export class ConsistentHashBalancer extends WeightTableBalancer implements Balancer {
   readonly strategy = 'consistent_hash' as const
-  private pool: UpstreamPool | undefined
-  private version = -1
-  private snap: readonly Target[] = []
-  private weights = new Float64Array(0)
   /** Ring positions, ascending, and the snap index owning each. */
   private hashes = new Uint32Array(0)
   private owners = new Int32Array(0)
+  /** index[b]: first ring position whose hash has top INDEX_BITS bits >= b (a lookup searches one bucket). */
+  private index = new Int32Array(INDEX_SIZE + 1)
   private members = 0
   /** Walk bookkeeping: seen[i] === gen when target i was already tried in this walk. */
   private seen = new Uint32Array(0)
@@ -35,12 +38,13 @@ export class ConsistentHashBalancer implements Balancer {
   pick (pool: UpstreamPool, ctx: PickContext): Target | undefined {
     const key = ctx.hashKey
     if (key === undefined) return this.fallback.pick(pool, ctx)
-    if (pool !== this.pool || pool.version !== this.version) this.refresh(pool)
+    this.sync(pool)
     const hashes = this.hashes
     const len = hashes.length
     if (len === 0) return undefined
     const h = hash32(key)
-    let i = lowerBound(hashes, h)
+    const b = h >>> INDEX_SHIFT
+    let i = lowerBound(hashes, h, this.index[b], this.index[b + 1])
     if (i === len) i = 0
     const snap = this.snap
     const owners = this.owners
@@ -75,24 +79,12 @@ export class ConsistentHashBalancer implements Balancer {
     return undefined
   }
 
-  private refresh (pool: UpstreamPool): void {
-    const targets = pool.targets
-    let rebuild = pool !== this.pool || targets !== this.snap
-    for (let i = 0; !rebuild && i < targets.length; i++) rebuild = targets[i].weight !== this.weights[i]
-    if (rebuild) this.build(targets)
-    this.pool = pool
-    this.version = pool.version
-    this.snap = targets
-  }
-
-  private build (targets: readonly Target[]): void {
+  protected build (targets: readonly Target[], weights: Float64Array): void {
     const n = targets.length
-    const weights = new Float64Array(n)
     let total = 0
     let members = 0
     for (let i = 0; i < n; i++) {
-      const w = targets[i].weight
-      weights[i] = w
+      const w = weights[i]
       if (w > 0) { total += w; members++ }
     }
     const counts = new Int32Array(n)
@@ -113,8 +105,8 @@ export class ConsistentHashBalancer implements Balancer {
       }
     }
     const [sortedHashes, sortedOwners] = radixSort(hashes, owners)
-    this.weights = weights
     this.hashes = sortedHashes
+    this.index = bucketIndex(sortedHashes)
     this.owners = sortedOwners
     this.members = members
     this.seen = new Uint32Array(n)
@@ -156,16 +148,26 @@ function vnodeHash (base: number, r: number): number {
   return fmix32(h)
 }
 
-/** First index whose hash is >= h (hashes.length when none). */
-function lowerBound (hashes: Uint32Array, h: number): number {
-  let lo = 0
-  let hi = hashes.length
+/** First index in [lo, hi) whose hash is >= h (hi when none). */
+function lowerBound (hashes: Uint32Array, h: number, lo: number, hi: number): number {
   while (lo < hi) {
     const mid = (lo + hi) >>> 1
     if (hashes[mid] < h) lo = mid + 1
     else hi = mid
   }
   return lo
+}
+
+/** For each bucket of the top INDEX_BITS bits, where it starts on the sorted ring (16 KB: stays in cache). */
+function bucketIndex (hashes: Uint32Array): Int32Array<ArrayBuffer> {
+  const index = new Int32Array(INDEX_SIZE + 1)
+  let p = 0
+  for (let b = 0; b <= INDEX_SIZE; b++) {
+    // first position whose top bits are >= b
+    while (p < hashes.length && (hashes[p] >>> INDEX_SHIFT) < b) p++
+    index[b] = p
+  }
+  return index
 }
 
 /**

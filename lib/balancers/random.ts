@@ -1,6 +1,7 @@
 import type { Target } from '../upstream/target.js'
 import type { UpstreamPool } from '../upstream/pool.js'
 import { usable, type Balancer, type PickContext } from './types.js'
+import { WeightTableBalancer } from './weight-table.js'
 
 /** Random draws a pick may spend before it falls back to a scan. */
 const MAX_PROBES = 16
@@ -13,17 +14,13 @@ const MAX_PROBES = 16
  * which makes the result exactly proportional to effective weight among usable targets.
  * After MAX_PROBES rejections (most of the pool out) it scans: O(n), same distribution.
  */
-export class RandomBalancer implements Balancer {
+export class RandomBalancer extends WeightTableBalancer implements Balancer {
   readonly strategy = 'random' as const
-  private pool: UpstreamPool | undefined
-  private version = -1
-  private snap: readonly Target[] = []
-  private weights = new Float64Array(0)
   private prob = new Float64Array(0)
   private alias = new Int32Array(0)
 
   pick (pool: UpstreamPool, ctx: PickContext): Target | undefined {
-    if (pool !== this.pool || pool.version !== this.version) this.refresh(pool)
+    this.sync(pool)
     const snap = this.snap
     const n = snap.length
     if (n === 0) return undefined
@@ -40,22 +37,11 @@ export class RandomBalancer implements Balancer {
     return scan(snap, ctx)
   }
 
-  private refresh (pool: UpstreamPool): void {
-    const targets = pool.targets
-    let rebuild = pool !== this.pool || targets !== this.snap
-    for (let i = 0; !rebuild && i < targets.length; i++) rebuild = targets[i].weight !== this.weights[i]
-    if (rebuild) this.build(targets)
-    this.pool = pool
-    this.version = pool.version
-    this.snap = targets
-  }
-
   /** Vose's alias method (1991): O(n) build, one uniform draw per sample. */
-  private build (targets: readonly Target[]): void {
+  protected build (targets: readonly Target[], weights: Float64Array): void {
     const n = targets.length
-    const weights = new Float64Array(n)
     let total = 0
-    for (let i = 0; i < n; i++) total += weights[i] = targets[i].weight
+    for (let i = 0; i < n; i++) total += weights[i]
     const prob = new Float64Array(n).fill(1)
     const alias = new Int32Array(n)
     for (let i = 0; i < n; i++) alias[i] = i
@@ -81,7 +67,6 @@ export class RandomBalancer implements Balancer {
       }
       // Leftovers are 1 up to rounding error: prob stays 1.
     }
-    this.weights = weights
     this.prob = prob
     this.alias = alias
   }

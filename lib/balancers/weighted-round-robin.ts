@@ -8,20 +8,27 @@ const MAX_SCHEDULE = 1 << 17
 const BUILD_BUDGET = 1e7
 /** Schedule entries a pick may skip before it falls back to the nginx pass. */
 const MAX_WALK = 64
-/** Use the schedule only while at least 1/8 of the weight is eligible (≤ 8 entries walked per pick on average). */
+/** Use the schedule only while at least 1/8 of its weight is eligible (≤ 8 entries walked per pick on average). */
 const MIN_USABLE_SHARE = 1 / 8
+/** A slow-start ramp is scheduled on its effective weight rounded to tenths of the weight... */
+const RAMP_STEPS = 10
+/** ...looked at again at most this often (ms): a rebuild only when some target's step moved. */
+const RAMP_REFRESH_MS = 500
 
 /**
  * `weighted_round_robin`: smooth weighted round robin as in nginx
  * (ngx_http_upstream_get_peer: current += weight; pick the max; max.current -= total).
  * Proportions are exact over each cycle and the heavy target is interleaved (3:1 -> a a b a).
  *
- * Plain nginx is O(n) per pick. When no slow-start ramp is active, the cycle of the
- * sequence (weights reduced by their gcd) is precomputed once per weight change and a
- * pick walks it, skipping entries that are not usable: each target still appears
- * exactly `weight` times per cycle, so the usable ones keep sharing in proportion.
- * During a ramp (effective weights move with time), when few targets are eligible, or
- * when the cycle would be too long, picks run the live nginx pass on effective weights.
+ * Plain nginx is O(n) per pick. Here the cycle of the sequence (weights reduced by their
+ * gcd) is precomputed once per weight change and a pick walks it, skipping entries that are
+ * not usable: each target still appears exactly `weight` times per cycle, so the usable ones
+ * keep sharing in proportion. The cycle leaves out targets that cannot be routed to (down,
+ * drained, open circuit, ejected), and during a slow-start ramp it is built on effective
+ * weights rounded to 10 % steps of the weight; it is rebuilt when that picture moves, at most
+ * every 500 ms (in between, picks walk the previous cycle and skip what is not usable).
+ * Picks stay O(1). Only when the cycle would be too long (or the schedule's targets are mostly
+ * busy), picks run the live nginx pass on effective weights (O(n)).
  */
 export class WeightedRoundRobinBalancer implements Balancer {
   readonly strategy = 'weighted_round_robin' as const
@@ -34,6 +41,11 @@ export class WeightedRoundRobinBalancer implements Balancer {
   private current = new Float64Array(0)
   /** One smooth cycle of target indices, or undefined when it is too long to precompute. */
   private schedule: Int32Array | undefined
+  /** Per target, the step the schedule was built with: 0 not routable, 1..RAMP_STEPS its slow-start share. */
+  private steps = new Uint8Array(0)
+  /** Configured weight of the targets in the schedule, and when it was built (epoch-ms). */
+  private scheduledWeight = 0
+  private builtAt = -Infinity
   private cursor = 0
   private useSchedule = false
   /** Epoch-ms at which time alone changes the picture (a ramp ends, an ejection expires). */
@@ -90,7 +102,7 @@ export class WeightedRoundRobinBalancer implements Balancer {
     return snap[best]
   }
 
-  /** O(n), only when the pool's version moves or a ramp/ejection deadline passes. */
+  /** O(n), only when the pool's version moves or a ramp step/ejection deadline passes. */
   private refresh (pool: UpstreamPool, now: number): void {
     const targets = pool.targets
     const n = targets.length
@@ -114,26 +126,55 @@ export class WeightedRoundRobinBalancer implements Balancer {
       for (let i = 0; i < n; i++) weights[i] = targets[i].weight
       this.current = cur
       this.weights = weights
-      this.schedule = smoothSchedule(weights)
-      this.cursor = 0
     }
 
-    let total = 0
+    // Each target's step: 0 when it cannot be routed to (down, drained, open circuit, ejected),
+    // else its slow-start share of its weight in tenths (10 when not ramping).
+    const steps = new Uint8Array(n)
+    let moved = rebuild
     let usableWeight = 0
     let ramping = false
     let recheckAt = Infinity
     for (let i = 0; i < n; i++) {
       const t = targets[i]
-      total += t.weight
-      if (t.isEligible(now)) usableWeight += t.weight
-      else if (t.ejectedUntil > now && t.ejectedUntil < recheckAt) recheckAt = t.ejectedUntil
-      if (t.slowStartUntil > now) {
-        ramping = true
-        if (t.slowStartUntil < recheckAt) recheckAt = t.slowStartUntil
+      const w = t.weight
+      if (t.isEligible(now)) usableWeight += w
+      if (t.ejectedUntil > now && t.ejectedUntil < recheckAt) recheckAt = t.ejectedUntil
+      let q = 0
+      if (t.isRoutable(now)) {
+        q = RAMP_STEPS
+        if (t.slowStartUntil > now) {
+          ramping = true
+          if (t.slowStartUntil < recheckAt) recheckAt = t.slowStartUntil
+          q = Math.min(RAMP_STEPS, Math.max(1, Math.round(RAMP_STEPS * t.effectiveWeight(now) / w)))
+        }
+      }
+      steps[i] = q
+      if (!moved && this.steps[i] !== q) moved = true
+    }
+    if (moved) {
+      if (rebuild || now - this.builtAt >= RAMP_REFRESH_MS) {
+        // The cycle over routable targets, each weight scaled by its step (10 % .. 100 %).
+        const scaled = new Float64Array(n)
+        let scheduled = 0
+        for (let i = 0; i < n; i++) {
+          scaled[i] = this.weights[i] * steps[i]
+          if (steps[i] > 0) scheduled += this.weights[i]
+        }
+        this.schedule = scheduled > 0 ? smoothSchedule(scaled) : undefined
+        this.scheduledWeight = scheduled
+        this.steps = steps
+        this.cursor = 0
+        this.builtAt = now
+      } else if (this.builtAt + RAMP_REFRESH_MS < recheckAt) {
+        // rebuilt moments ago: keep walking the old cycle (picks skip what is not usable), look again soon
+        recheckAt = this.builtAt + RAMP_REFRESH_MS
       }
     }
-    this.useSchedule = this.schedule !== undefined && !ramping && usableWeight > 0 &&
-      usableWeight >= total * MIN_USABLE_SHARE
+    // during a ramp, look again every RAMP_REFRESH_MS: the schedule follows the ramp in 10 % steps
+    if (ramping && now + RAMP_REFRESH_MS < recheckAt) recheckAt = now + RAMP_REFRESH_MS
+    this.useSchedule = this.schedule !== undefined && usableWeight > 0 &&
+      usableWeight >= this.scheduledWeight * MIN_USABLE_SHARE
     this.recheckAt = recheckAt
     this.pool = pool
     this.version = pool.version

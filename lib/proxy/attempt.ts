@@ -1,10 +1,13 @@
 import type { Target } from '../upstream/target.js'
 import type { TryObserver, TryResult } from '../upstream/registry.js'
+import type { UpstreamFailover } from './failover-registry.js'
 
 const NO_OBSERVERS: readonly TryObserver[] = []
 // Reused per call: observers read it synchronously and keep nothing.
 const result: TryResult = { statusCode: 0, error: undefined, aborted: false }
-import type { UpstreamFailover } from './failover-registry.js'
+
+/** The response callback a dispatcher owes for this try (reply-from's), held while the try runs. */
+export type TryCallback = (err: Error | null, data?: unknown) => void
 
 /** What happens to a try's response once its headers are in: sent to the client... */
 export const PASS = 0
@@ -32,8 +35,11 @@ export class Attempt {
   ended = false
   headersTimeout: number
   bodyTimeout: number
-  /** Free slot for the layer that started the try (route plan, failover state). */
+  /** Free slot for the layer that started the try (its request state); cleared when the try ends. */
   owner: unknown
+  /** Set by the dispatcher while the try runs: who to tell, and the caller's callback. */
+  observer: unknown = undefined
+  callback: TryCallback | undefined = undefined
   /** Circuit-breaker ticket of this try (-1: no breaker). */
   ticket = -1
   /** This try holds a retry-budget slot (a retry or a hedge): released when it ends. */
@@ -96,5 +102,16 @@ export class Attempt {
     result.error = this.error
     result.aborted = this.aborted
     for (let i = 0; i < obs.length; i++) obs[i].onTryEnd?.(this.target, result, now)
+  }
+
+  /** Drop every link to the request this try served (called once it ended). */
+  release (): void {
+    this.owner = undefined
+    this.observer = undefined
+    this.callback = undefined
+    this.abortListener = undefined
+    this.reason = undefined
+    this.failover = undefined
+    this.observers = NO_OBSERVERS
   }
 }

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher } from 'undici'
-import type { Attempt } from './attempt.js'
+import type { Attempt, TryCallback } from './attempt.js'
 
 export interface AttemptObserver {
   /** Response headers arrived (attempt.statusCode and headersMs are set). */
@@ -16,7 +16,8 @@ type RequestCallback = (err: Error | null, data?: Dispatcher.ResponseData) => vo
  * calls `request()` synchronously from `reply.from()`, so the caller arms
  * `next` with the Attempt right before and the dispatcher picks it up: the
  * attempt's lifecycle is then tracked exactly (in-flight, latency, errors) and
- * the attempt doubles as the abort signal reply-from never passes.
+ * the attempt doubles as the abort signal reply-from never passes. No closure is made per try:
+ * the attempt rides in undici's `opaque` and on the response body.
  */
 export class TrackingDispatcher {
   private readonly inner: Dispatcher
@@ -49,24 +50,13 @@ export class TrackingDispatcher {
     opts.headersTimeout = attempt.headersTimeout
     opts.bodyTimeout = attempt.bodyTimeout
     opts.signal = attempt as unknown as Dispatcher.RequestOptions['signal']
+    // undici hands `opaque` back to the callback, on success and on error: one shared callback
+    // finds its try there, so a try costs no closures.
+    ;(opts as { opaque?: unknown }).opaque = attempt
+    attempt.observer = this.observer
+    attempt.callback = cb as TryCallback
     attempt.startedAt = performance.now()
-    const observer = this.observer
-    this.inner.request(opts, (err, data) => {
-      if (err != null || data === undefined) {
-        attempt.error = err ?? new Error('upstream returned no response')
-        finish(observer, attempt)
-        cb(err)
-        return
-      }
-      attempt.statusCode = data.statusCode
-      attempt.headersMs = performance.now() - attempt.startedAt
-      attempt.retryAfter = data.headers['retry-after']
-      observer.onHeaders(attempt)
-      const body = data.body
-      body.once('close', () => finish(observer, attempt))
-      body.once('error', (e: Error) => { attempt.error ??= e })
-      cb(null, data)
-    })
+    this.inner.request(opts, onResponse)
   }
 
   close (): Promise<void> {
@@ -78,8 +68,44 @@ export class TrackingDispatcher {
   }
 }
 
-function finish (observer: AttemptObserver, attempt: Attempt): void {
+const kAttempt = Symbol('fastify-ha-gateway.attempt')
+type TrackedBody = Dispatcher.ResponseData['body'] & { [kAttempt]?: Attempt }
+
+function onResponse (err: Error | null, data?: Dispatcher.ResponseData): void {
+  const attempt = data?.opaque as Attempt | undefined
+  if (attempt === undefined) return // not ours: cannot happen, opaque is always handed back
+  const cb = attempt.callback as RequestCallback
+  attempt.callback = undefined
+  if (err != null || data === undefined || data.body === undefined) {
+    attempt.error = err ?? new Error('upstream returned no response')
+    finish(attempt)
+    cb(err ?? attempt.error)
+    return
+  }
+  attempt.statusCode = data.statusCode
+  attempt.headersMs = performance.now() - attempt.startedAt
+  attempt.retryAfter = data.headers['retry-after']
+  ;(attempt.observer as AttemptObserver).onHeaders(attempt)
+  const body = data.body as TrackedBody
+  body[kAttempt] = attempt
+  body.on('close', onBodyClose)
+  body.on('error', onBodyError)
+  cb(null, data)
+}
+
+function onBodyClose (this: TrackedBody): void {
+  const attempt = this[kAttempt]
+  this[kAttempt] = undefined
+  if (attempt !== undefined) finish(attempt)
+}
+
+function onBodyError (this: TrackedBody, e: Error): void {
+  const attempt = this[kAttempt]
+  if (attempt !== undefined) attempt.error ??= e
+}
+
+function finish (attempt: Attempt): void {
   if (attempt.ended) return
   attempt.ended = true
-  observer.onEnd(attempt)
+  ;(attempt.observer as AttemptObserver).onEnd(attempt)
 }

@@ -93,6 +93,19 @@ export class Target {
     return this._weight > 0
   }
 
+  /**
+   * Can it be routed to at all: isEligible without the transient parts (concurrency cap,
+   * half-open trial slots). Changes to it are announced with pool.touch() (ejection expiry aside).
+   */
+  isRoutable (now: number): boolean {
+    const s = this.status
+    if (s === 'unhealthy' || s === 'draining') return false
+    if (s === 'unknown' && !this.routableWhenUnknown) return false
+    if (this.circuit === 'open') return false
+    if (this.ejectedUntil !== 0 && now < this.ejectedUntil) return false
+    return this._weight > 0
+  }
+
   onRequestStart (): void {
     this.inFlight++
     this.selections++
