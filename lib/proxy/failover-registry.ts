@@ -31,21 +31,25 @@ export class UpstreamFailover {
   readonly name: string
   readonly pool: UpstreamPool
   readonly options: FailoverOptions
+  readonly breakerOptions: CircuitBreakerOptions | undefined
   readonly policy: RetryPolicy
   readonly budget: RetryBudget
   readonly breakers: PoolBreakers | undefined
 
-  constructor (name: string, pool: UpstreamPool, options: FailoverOptions, breaker: CircuitBreakerOptions | undefined, hooks: FailoverHooks) {
+  /** `breakers`: keep these (same options: a config change that leaves them alone keeps every circuit's state). */
+  constructor (name: string, pool: UpstreamPool, options: FailoverOptions, breaker: CircuitBreakerOptions | undefined, hooks: FailoverHooks,
+    breakers?: PoolBreakers) {
     this.name = name
     this.pool = pool
     this.options = options
+    this.breakerOptions = breaker
     this.policy = new RetryPolicy(options)
     this.budget = new RetryBudget({
       budgetPercent: options.budgetPercent,
       minRetryConcurrency: options.minRetryConcurrency,
       onExhausted: () => hooks.onBudgetExhausted?.(name),
     })
-    this.breakers = breaker === undefined ? undefined : new PoolBreakers(pool, breaker, { onEvent: hooks.onCircuitEvent })
+    this.breakers = breakers ?? (breaker === undefined ? undefined : new PoolBreakers(pool, breaker, { onEvent: hooks.onCircuitEvent }))
   }
 
   dispose (): void { this.breakers?.dispose() }
@@ -67,13 +71,16 @@ export interface FailoverHooks {
 
 /**
  * Failover state by upstream name, built lazily (upstreams added at run time get the defaults)
- * and rebuilt when an upstream's pool object changes (removed and added again).
+ * and rebuilt when an upstream's pool object changes (removed and added again) or its options
+ * change (reconcile: config sync).
  */
 export class FailoverRegistry {
   private readonly byName = new Map<string, UpstreamFailover>()
+  /** Bumps on each reconcile: route failovers re-merge their upstream's options when it moved. */
+  generation = 0
   constructor (
-    private readonly options: Record<string, FailoverOptions>,
-    private readonly breakers: Record<string, CircuitBreakerOptions>,
+    private options: Record<string, FailoverOptions>,
+    private breakers: Record<string, CircuitBreakerOptions>,
     private readonly hooks: FailoverHooks = {},
   ) {}
 
@@ -88,22 +95,90 @@ export class FailoverRegistry {
     return f
   }
 
-  /** A route's failover: the upstream's options with the route's keys on top. */
+  /**
+   * A route's failover: the upstream's options with the route's keys on top. The object stays
+   * current: after a reconcile that changes the upstream's options it merges them again.
+   */
   forRoute (upstream: string, override: FailoverOptions | undefined, fallbackResponse: FallbackResponse | undefined): RouteFailover {
-    const base = this.options[upstream] ?? {}
-    const merged = override === undefined ? base : { ...base, ...stripUndefined(override) }
-    return {
-      policy: override === undefined && this.byName.has(upstream) ? this.byName.get(upstream)!.policy : new RetryPolicy(merged),
-      fallback: merged.fallback,
-      hedgeDelay: merged.hedge?.delay ?? 0,
-      fallbackResponse,
-    }
+    return new LiveRouteFailover(this, upstream, override === undefined ? undefined : stripUndefined(override), fallbackResponse)
   }
+
+  /**
+   * Apply new options (config sync). An upstream whose retry options change gets a new budget and
+   * policy; one whose circuitBreaker options change gets new breakers (its circuits start closed);
+   * unchanged ones keep their state. Requests in flight finish on the state they started with.
+   */
+  reconcile (options: Record<string, FailoverOptions>, breakers: Record<string, CircuitBreakerOptions>): void {
+    for (const [name, f] of [...this.byName]) {
+      const o = options[name] ?? {}
+      const b = breakers[name]
+      const sameRetry = sameJson(f.options, o)
+      const sameBreaker = sameJson(f.breakerOptions, b)
+      if (sameRetry && sameBreaker) continue
+      if (!sameBreaker) f.dispose()
+      this.byName.set(name, new UpstreamFailover(name, f.pool, o, b, this.hooks, sameBreaker ? f.breakers : undefined))
+    }
+    this.options = options
+    this.breakers = breakers
+    this.generation++
+  }
+
+  /** The options an upstream runs on now. */
+  optionsOf (upstream: string): FailoverOptions { return this.options[upstream] ?? {} }
+
+  /** The built state of an upstream, if a request (or boot) built it. */
+  peek (upstream: string): UpstreamFailover | undefined { return this.byName.get(upstream) }
 
   dispose (): void {
     for (const f of this.byName.values()) f.dispose()
     this.byName.clear()
   }
+}
+
+/** A RouteFailover that re-merges when the registry's options moved (one integer compare per read). */
+class LiveRouteFailover implements RouteFailover {
+  private gen = -1
+  private _policy!: RetryPolicy
+  private _fallback: string | undefined
+  private _hedgeDelay = 0
+  constructor (
+    private readonly registry: FailoverRegistry,
+    private readonly upstream: string,
+    private readonly override: Partial<FailoverOptions> | undefined,
+    readonly fallbackResponse: FallbackResponse | undefined,
+  ) {
+    this.refresh()
+  }
+
+  get policy (): RetryPolicy {
+    if (this.gen !== this.registry.generation) this.refresh()
+    return this._policy
+  }
+
+  get fallback (): string | undefined {
+    if (this.gen !== this.registry.generation) this.refresh()
+    return this._fallback
+  }
+
+  get hedgeDelay (): number {
+    if (this.gen !== this.registry.generation) this.refresh()
+    return this._hedgeDelay
+  }
+
+  private refresh (): void {
+    const base = this.registry.optionsOf(this.upstream)
+    const merged = this.override === undefined ? base : { ...base, ...this.override }
+    const built = this.registry.peek(this.upstream)
+    // the upstream's own state always runs on the current options (reconcile rebuilds it when they change)
+    this._policy = this.override === undefined && built !== undefined ? built.policy : new RetryPolicy(merged)
+    this._fallback = merged.fallback
+    this._hedgeDelay = merged.hedge?.delay ?? 0
+    this.gen = this.registry.generation
+  }
+}
+
+function sameJson (a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b)
 }
 
 function stripUndefined<T extends object> (o: T): Partial<T> {

@@ -1,18 +1,48 @@
 /**
  * Where a request's gateway route config comes from.
  *
- * Today: the Fastify route's own `config` (routes declared in code, and the routes the gateway
- * registers from its file). The plugins of the data path (rate limiter, load balancer) read a
- * request's route config only through `routeConfigOf`, so a route table that changes at run time
- * (config sync) can answer for a catch-all route without either plugin knowing.
+ * A route declared in code carries it in its own Fastify `config`. The routes of the gateway's
+ * config (file or shared store) live in a route table behind one catch-all route, whose `config`
+ * holds the live table under `kRouteTable`: the request's config is then the table entry its path
+ * matches. The plugins of the data path (rate limiter, load balancer) read a request's route config
+ * only through `routeConfigOf`, so neither knows which kind of route it serves.
  *
  * The returned object's identity is the cache key of each plugin's per-route plan (WeakMap):
- * a new object means a new plan.
+ * a new object means a new plan. The match is made once per request and kept on it, so every
+ * plugin sees the same entry even if the table is swapped while the request is in flight (and
+ * Fastify's `routeOptions` getter, which builds an object per read, runs once per request).
  */
+import type { RouteTableRef } from './route-table.js'
+
+/** Key of the live table in the catch-all route's config. */
+export const kRouteTable = Symbol.for('fastify-ha-gateway.routeTable')
+/** Key of the matched entry on the request (the gateway decorates requests with it: one shape). */
+export const kMatchedRoute = Symbol.for('fastify-ha-gateway.matchedRoute')
+/** What a catch-all request whose path matches no route resolves to: no upstream, no limits (answered 404). */
+export const NO_ROUTE: object = Object.freeze({})
+
 export interface RequestLike {
   routeOptions: { config: object, url?: string }
+  method?: string
+  url?: string
 }
 
 export function routeConfigOf (request: RequestLike): object {
-  return request.routeOptions.config
+  const r = request as RequestLike & { [kMatchedRoute]?: object | null }
+  const m = r[kMatchedRoute]
+  if (m != null) return m // resolved earlier in this request: no routeOptions object built again
+  const config = request.routeOptions.config
+  const ref = (config as { [kRouteTable]?: RouteTableRef })[kRouteTable]
+  if (ref === undefined) {
+    if (m === null) r[kMatchedRoute] = config // the gateway decorated requests with the slot: keep it
+    return config
+  }
+  const matched = ref.current.match(request.method ?? 'GET', request.url ?? '/') ?? NO_ROUTE
+  r[kMatchedRoute] = matched // a table match is always kept: every plugin must see the same entry
+  return matched
+}
+
+/** The catch-all route's `config`: requests on it resolve through `ref`. */
+export function tableRouteConfig (ref: RouteTableRef): object {
+  return { [kRouteTable]: ref }
 }
