@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { createHealth, HealthRegistry, type Health, type HealthCheckOptions, type HealthEvent, type RecoveryAction } from '../lib/health/index.js'
+import { createHealth, HealthRegistry, type Health, type HealthCheckOptions, type HealthEvent, type HintOutcome, type ProbeCoordinator, type ProbeResult, type RecoveryAction, type RemoteHint } from '../lib/health/index.js'
 import { createHealthMetrics } from '../lib/metrics/health-metrics.js'
 import type { TryObserver, UpstreamEntry } from '../lib/upstream/registry.js'
 
@@ -29,8 +29,23 @@ export interface GatewayHealth {
   /** Turn not-ready now (the first step of a drain). */
   startDrain (): void
   readiness (): { ready: boolean, draining: boolean, upstreams: Record<string, { required: boolean, eligible: number, total: number }> }
-  /** Subscribe to transitions, ejections, trials, re-admissions and recovery attempts. */
+  /** Subscribe to transitions, ejections, trials, re-admissions, hints and recovery attempts. */
   subscribe (fn: (e: HealthEvent) => void): () => void
+  /**
+   * Set an upstream's `healthCheck` options at run time (config sync calls this). When they differ from
+   * the running ones and the upstream's checks run, they restart with the new options; the targets'
+   * health records (verdicts, ejections, hints) are kept. Returns whether anything restarted.
+   */
+  configure (upstream: string, healthCheck: UpstreamHealthOptions | undefined): boolean
+  /**
+   * Another node's hint about a target (cluster-shared health): keep it out until `hint.until`
+   * (this node's clock), unless this node's own state says otherwise; see lib/health/index.ts applyHint.
+   */
+  applyHint (upstream: string, target: string, hint: RemoteHint): HintOutcome | 'unknown_target'
+  /** Shared probing: who probes upstreams whose `active.shared` is set (the cluster-health plugin sets it when Redis is configured). */
+  setProbeCoordinator (coordinator: ProbeCoordinator | undefined): void
+  /** A probe result another node shared: fed to the upstream's active checks; false when nothing took it. */
+  applySharedProbe (upstream: string, target: string, result: ProbeResult): boolean
 }
 
 declare module 'fastify' {
@@ -46,26 +61,32 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     ? createHealthMetrics(fastify.gatewayMetrics.registry, lb.upstreams, registry)
     : undefined
   const checks = new Map<string, { health: Health, observer: TryObserver, entry: UpstreamEntry }>()
+  // the options each upstream runs with: the boot config's, then what configure() sets
+  const options = new Map<string, UpstreamHealthOptions | undefined>()
+  for (const [name, u] of Object.entries(opts.upstreams ?? {})) options.set(name, u.healthCheck)
   let draining = false
-  const required = (name: string): boolean => opts.upstreams?.[name]?.healthCheck?.required ?? true
+  let closed = false
+  let coordinator: ProbeCoordinator | undefined
+  const required = (name: string): boolean => options.get(name)?.required ?? true
 
   // Each transition is logged once, where it happens: never per request.
   registry.subscribe((e) => {
     if (e.type === 'transition') fastify.log.info({ upstream: e.upstream, target: e.target.id, from: e.from, to: e.to, reason: e.reason }, 'target status changed')
     else if (e.type === 'ejected') fastify.log.warn({ upstream: e.upstream, target: e.target.id, reason: e.reason, forMs: e.until - e.at, ejectionCount: e.ejectionCount }, 'target ejected')
+    else if (e.type === 'hinted') fastify.log.info({ upstream: e.upstream, target: e.target.id, kind: e.kind, from: e.from, forMs: e.until - e.at }, 'target kept out on another node\'s hint')
     else if (e.type === 'recovery_result' && !e.ok) fastify.log.warn({ upstream: e.upstream, target: e.target.id, error: e.error }, 'recovery action failed')
   })
 
-  function attach (entry: UpstreamEntry): void {
-    detach(entry.name)
-    const cfg = opts.upstreams?.[entry.name]?.healthCheck ?? {}
+  function attach (entry: UpstreamEntry, keepState = false): void {
+    detach(entry.name, keepState)
+    const cfg = options.get(entry.name) ?? {}
     const action = opts.recoveryActions?.[entry.name]
     const health = createHealth(entry.pool, {
       active: cfg.active,
       passive: cfg.passive === undefined ? undefined : { ...cfg.passive, failureStatuses: expand(cfg.passive.failureStatuses) },
       slowStart: cfg.slowStart,
       recovery: cfg.recovery === undefined ? undefined : { ...cfg.recovery, action },
-    }, { registry, onProbe: metrics?.onProbe })
+    }, { registry, onProbe: metrics?.onProbe, coordinator })
     const observer: TryObserver = {
       onTryStart: health.onRequestStart,
       onTryEnd (target, r, now) {
@@ -80,14 +101,15 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     health.start()
   }
 
-  function detach (name: string): void {
+  /** Stop an upstream's checks; `keepState` keeps its health records (a restart with new options). */
+  function detach (name: string, keepState = false): void {
     const c = checks.get(name)
     if (c === undefined) return
     checks.delete(name)
     const i = c.entry.observers.indexOf(c.observer)
     if (i !== -1) c.entry.observers.splice(i, 1)
     c.health.close().catch((err: unknown) => { fastify.log.warn({ err }, 'closing health checks failed') })
-    registry.delete(name)
+    if (!keepState) registry.delete(name)
   }
 
   const onAdded = (e: UpstreamEntry): void => { attach(e) }
@@ -120,6 +142,35 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
       return { ready, draining, upstreams }
     },
     subscribe: (fn) => registry.subscribe(fn),
+    configure (name, healthCheck) {
+      const before = options.get(name)
+      options.set(name, healthCheck)
+      if (JSON.stringify(before ?? {}) === JSON.stringify(healthCheck ?? {})) return false
+      const c = checks.get(name)
+      if (c === undefined || closed) return false // attached later with these options
+      attach(c.entry, true)
+      fastify.log.info({ upstream: name }, 'health checks restarted with new options')
+      return true
+    },
+    setProbeCoordinator (c) {
+      if (c === coordinator) return
+      coordinator = c
+      if (closed) return
+      for (const [name, check] of [...checks]) if (options.get(name)?.active?.shared === true) attach(check.entry, true)
+    },
+    applySharedProbe (upstream, targetId, result) {
+      const active = checks.get(upstream)?.health.active
+      const target = checks.get(upstream)?.entry.pool.get(targetId)
+      if (active === undefined || target === undefined || active.options.shared !== true) return false
+      active.applyShared(target, result)
+      return true
+    },
+    applyHint (upstream, targetId, hint) {
+      const c = checks.get(upstream)
+      const target = c?.entry.pool.get(targetId)
+      if (c === undefined || target === undefined) return 'unknown_target'
+      return c.health.applyHint(target, hint)
+    },
   }
   fastify.decorate('gatewayHealth', health)
 
@@ -145,6 +196,7 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
   })
   fastify.addHook('onClose', async () => {
+    closed = true
     fastify.server.off('request', closeAfterResponse)
     lb.upstreams.off('added', onAdded)
     lb.upstreams.off('removed', onRemoved)

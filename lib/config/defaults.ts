@@ -21,6 +21,7 @@ export const DEFAULTS = {
     jitterRatio: 0.1,
     concurrency: 32,
     requireHealthyOnStart: false,
+    shared: false,
   },
   passiveHealthCheck: {
     consecutiveFailures: 5,

@@ -69,6 +69,7 @@ const ActiveHealthCheck = Obj({
   jitter: Derived(Duration('Random extra delay, up to this, before each probe (default: interval / 10)')),
   concurrency: Def(Int(1, 'Probes of this upstream in flight at once'), A.concurrency),
   requireHealthyOnStart: Def(Type.Boolean({ description: 'Route to a target only after its first passing probe' }), A.requireHealthyOnStart),
+  shared: Def(Type.Boolean({ description: 'With cluster.redis: one node at a time probes (a lease in Redis) and shares each result with the others, so probes do not multiply with the node count' }), A.shared),
 }, 'Active probes; absent: none')
 
 const P = D.passiveHealthCheck

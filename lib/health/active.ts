@@ -26,6 +26,8 @@ export interface ActiveOptions {
   concurrency?: number
   /** Keep targets out of rotation until their first probe passes. */
   requireHealthyOnStart?: boolean
+  /** Share probes across the cluster's nodes (needs a coordinator in ActiveHooks): one node probes, all take the result. */
+  shared?: boolean
 }
 
 export interface ProbeSample {
@@ -38,6 +40,22 @@ export interface ProbeSample {
 export interface ActiveHooks {
   /** Called after every probe (metrics: probe duration histogram). Must not throw; errors are swallowed. */
   onProbe?: (sample: ProbeSample) => void
+  /** Shared probing (`shared: true`): who probes an upstream this interval, and where results go. */
+  coordinator?: ProbeCoordinator
+}
+
+/**
+ * Shared probing across nodes (lib/cluster/shared-probes.ts implements it on a Redis lease): one node
+ * probes an upstream's targets per interval and publishes each result; the others skip their probes
+ * and take the published results through ActiveChecker.applyShared.
+ */
+export interface ProbeCoordinator {
+  /** The checker of `upstream` starts sharing with this interval (ms); returns the function to call when it stops. */
+  join (upstream: string, interval: number): () => void
+  /** A probe is due: false when another node probes this upstream now. Synchronous, O(1). */
+  shouldProbe (upstream: string): boolean
+  /** This node probed `target`: share the result. Must not throw. */
+  share (upstream: string, target: Target, result: ProbeResult): void
 }
 
 export const DEFAULT_CONCURRENCY = 10
@@ -71,6 +89,8 @@ export class ActiveChecker {
   private probe: Probe | undefined
   /** Bumps on start and stop: a probe that completes in another generation is dropped. */
   private generation = 0
+  private readonly coordinator: ProbeCoordinator | undefined
+  private leave: (() => void) | undefined
   private readonly onPoolChange = (c: PoolChange): void => {
     if (c.type === 'added') this.track(c.target)
     else if (c.type === 'removed') this.untrack(c.target)
@@ -88,6 +108,7 @@ export class ActiveChecker {
     }
     this.concurrency = Math.max(1, Math.floor(options.concurrency ?? DEFAULT_CONCURRENCY))
     this.jitter = Math.max(0, options.jitter ?? options.interval * 0.1)
+    this.coordinator = options.shared === true ? hooks.coordinator : undefined
   }
 
   get inFlight (): number { return this.running }
@@ -106,12 +127,24 @@ export class ActiveChecker {
     }
     this.health.pool.on('change', this.onPoolChange)
     for (const t of this.health.pool.targets) this.track(t)
+    this.leave = this.coordinator?.join(this.health.upstream, this.options.interval)
+  }
+
+  /**
+   * A probe result another node shared (shared probing): fed to the state machine as if this node
+   * had probed, for a target it tracks. Not reported to onProbe (that is this node's own probes).
+   */
+  applyShared (target: Target, result: ProbeResult): void {
+    if (!this.started || !this.entries.has(target)) return
+    this.apply(target, result, false)
   }
 
   /** Clears every timer, drops probes in flight and closes the Agent (which fails its requests at once). */
   async stop (): Promise<void> {
     if (!this.started) return
     this.started = false
+    this.leave?.()
+    this.leave = undefined
     this.health.pool.off('change', this.onPoolChange)
     for (const e of this.entries.values()) this.cancel(e)
     this.entries.clear()
@@ -136,6 +169,11 @@ export class ActiveChecker {
       stopped: false,
       fire: () => {
         entry.timer = undefined
+        // shared probing: another node probes this interval; its results come through applyShared
+        if (this.coordinator !== undefined && !this.coordinator.shouldProbe(this.health.upstream)) {
+          this.schedule(entry, this.nextDelay(target))
+          return
+        }
         this.enqueue(entry)
       },
     }
@@ -204,16 +242,23 @@ export class ActiveChecker {
     this.pump()
   }
 
-  private apply (target: Target, result: ProbeResult): void {
+  private apply (target: Target, result: ProbeResult, own = true): void {
     const now = Date.now()
-    if (this.hooks.onProbe !== undefined) {
+    if (own && this.hooks.onProbe !== undefined) {
       try {
         this.hooks.onProbe({ upstream: this.health.upstream, target, type: this.options.type, result })
       } catch {}
     }
+    if (own && this.coordinator !== undefined) {
+      try { this.coordinator.share(this.health.upstream, target, result) } catch {}
+    }
     this.health.recordProbe(target, result.ok, result.error, this.thresholds, now)
-    // A passing probe ends a passive ejection at once (Envoy: successful_active_health_check_uneject_host).
-    if (result.ok && target.ejectedUntil !== 0) this.health.readmit(target, 'active_probe', now)
+    // A passing probe ends a passive ejection at once (Envoy: successful_active_health_check_uneject_host),
+    // and another node's hint too, provided the probe started after the hint arrived.
+    if (result.ok && target.ejectedUntil !== 0) {
+      const hintAt = this.health.record(target).hintAt
+      if (hintAt === 0 || now - result.durationMs >= hintAt) this.health.readmit(target, 'active_probe', now)
+    }
   }
 }
 

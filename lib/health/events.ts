@@ -49,6 +49,21 @@ export interface ReadmissionEvent extends EventBase {
   reason: ReadmitReason
 }
 
+/**
+ * Another node's hint (cluster-shared health) keeps the target out of traffic until `until`
+ * (epoch-ms, this node's clock). Emitted once per applied hint; never re-broadcast.
+ */
+export interface HintedEvent extends EventBase {
+  type: 'hinted'
+  kind: HintKind
+  /** Id of the node that ejected the target or opened its circuit. */
+  from: string
+  until: number
+}
+
+/** What another node saw: a passive ejection or an open circuit. */
+export type HintKind = 'ejected' | 'circuit_open'
+
 export interface RecoveryAttemptEvent extends EventBase {
   type: 'recovery_attempt'
   attempt: number
@@ -65,7 +80,7 @@ export interface RecoveryResultEvent extends EventBase {
 }
 
 export type HealthEvent =
-  | TransitionEvent | EjectionEvent | TrialEvent | ReadmissionEvent
+  | TransitionEvent | EjectionEvent | TrialEvent | ReadmissionEvent | HintedEvent
   | RecoveryAttemptEvent | RecoveryResultEvent
 export type HealthEventType = HealthEvent['type']
 export type HealthEventOf<T extends HealthEventType> = Extract<HealthEvent, { type: T }>

@@ -3,6 +3,7 @@ import type { Target } from '../upstream/target.js'
 import { ActiveChecker, type ActiveHooks, type ActiveOptions } from './active.js'
 import { PassiveDetector, type PassiveOptions, type RequestResult } from './passive.js'
 import { AutoRecovery, type RecoveryOptions } from './recovery.js'
+import type { HintKind } from './events.js'
 import { HealthRegistry } from './registry.js'
 import type { PoolHealth, TargetHealthSnapshot } from './state.js'
 
@@ -44,7 +45,19 @@ export interface Health {
   /** Call once per finished proxied request. */
   onResult: (target: Target, result: RequestResult, now?: number) => void
   snapshot: (now?: number) => TargetHealthSnapshot[]
+  /** Take another node's hint about `target` (cluster-shared health); see applyHint below for the rule. */
+  applyHint: (target: Target, hint: RemoteHint, now?: number) => HintOutcome
 }
+
+/** A hint from another node, `until` already in this node's clock (lib/cluster/health-hints.ts). */
+export interface RemoteHint {
+  kind: HintKind
+  from: string
+  until: number
+}
+
+/** What became of a hint: applied, or why not. */
+export type HintOutcome = 'applied' | 'expired' | 'already_out' | 'last_eligible' | 'ejection_limit'
 
 /**
  * Wires active probes, passive ejection and auto recovery for one pool.
@@ -89,7 +102,25 @@ export function createHealth (pool: UpstreamPool, options: HealthCheckOptions = 
     onRequestStart: passive !== undefined ? (t, now) => passive.onRequestStart(t, now) : noop,
     onResult: passive !== undefined ? (t, r, now) => passive.onResult(t, r, now) : noop,
     snapshot: (now) => state.snapshot(now),
+    applyHint (target, hint, now = Date.now()) {
+      // 1. an expired hint, or one that would not keep the target out any longer, changes nothing
+      if (hint.until <= now) return 'expired'
+      if (target.ejectedUntil >= hint.until) return 'already_out'
+      // 2. a target this node already keeps out for its own reasons (unhealthy, draining, open circuit)
+      //    costs nothing more; otherwise the hint obeys this node's ejection limits, as its own ejections do
+      if (target.isEligible(now)) {
+        const refusal = passive !== undefined ? passive.refusal(target, now) : lastEligible(pool, target, now)
+        if (refusal !== undefined) return refusal
+      }
+      state.hint(target, hint, passive !== undefined, now)
+      return 'applied'
+    },
   }
+}
+
+function lastEligible (pool: UpstreamPool, target: Target, now: number): 'last_eligible' | undefined {
+  for (const t of pool.targets) if (t !== target && t.isEligible(now)) return undefined
+  return 'last_eligible'
 }
 
 function noop (): void {}

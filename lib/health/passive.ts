@@ -149,8 +149,8 @@ export class PassiveDetector {
     this.guarded(() => this.health.eject(target, until, reason, error, now))
   }
 
-  /** Why `target` may not be ejected now, or undefined when it may. O(pool size), ejections only. */
-  private refusal (target: Target, now: number): 'last_eligible' | 'ejection_limit' | undefined {
+  /** Why `target` may not be ejected now, or undefined when it may. O(pool size), ejections (and hints) only. */
+  refusal (target: Target, now: number): 'last_eligible' | 'ejection_limit' | undefined {
     const targets = this.health.pool.targets
     let others = 0
     let out = 0

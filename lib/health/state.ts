@@ -1,6 +1,6 @@
 import type { Target, TargetStatus } from '../upstream/target.js'
 import type { UpstreamPool } from '../upstream/pool.js'
-import type { EjectReason, HealthEvents, ReadmitReason, TransitionReason } from './events.js'
+import type { EjectReason, HealthEvents, HintKind, ReadmitReason, TransitionReason } from './events.js'
 
 /** What active probes have concluded, apart from draining. */
 export type Verdict = 'unknown' | 'healthy' | 'unhealthy'
@@ -34,6 +34,12 @@ export interface HealthRecord {
   trialSince: number
   /** The status active probes decided, kept while draining so undrain can restore it. */
   verdict: Verdict
+  /** Another node's hint (cluster-shared health): out until hintUntil (epoch-ms, local clock); 0 = none. */
+  hintUntil: number
+  /** epoch-ms the hint arrived: only evidence gathered after it (a probe started later) overrides it. */
+  hintAt: number
+  hintFrom: string | undefined
+  hintKind: HintKind | undefined
   /** Present when the pool's health started: its first unknown -> healthy gets no slow start. */
   readonly boot: boolean
 }
@@ -86,6 +92,10 @@ export class PoolHealth {
         readmittedAt: 0,
         trialSince: 0,
         verdict: target.status === 'healthy' || target.status === 'unhealthy' ? target.status : 'unknown',
+        hintUntil: 0,
+        hintAt: 0,
+        hintFrom: undefined,
+        hintKind: undefined,
         boot: this.bootTargets.has(target),
       }
       this.records.set(target, r)
@@ -173,6 +183,27 @@ export class PoolHealth {
     this.events.emit({ type: 'trial', upstream: this.upstream, target, at: now })
   }
 
+  /**
+   * Keep a target out on another node's word until `hint.until` (see lib/health/index.ts, applyHint,
+   * for when a hint is taken). Only ever raises the ejection. With `trial` (passive detection on) the
+   * hint is held like an own ejection: once it ends, the next request is the one trial that re-admits
+   * or re-ejects the target; without it, the target is simply eligible again once the hint ends.
+   */
+  hint (target: Target, hint: { until: number, kind: HintKind, from: string }, trial: boolean, now = Date.now()): void {
+    const r = this.record(target)
+    r.hintUntil = hint.until
+    r.hintAt = now
+    r.hintFrom = hint.from
+    r.hintKind = hint.kind
+    if (trial && hint.until > r.ejectedUntil) {
+      r.ejectedUntil = hint.until
+      r.trialSince = 0 // a trial in flight no longer decides: the hint holds the target until it ends
+    }
+    if (hint.until > target.ejectedUntil) target.ejectedUntil = hint.until
+    this.pool.touch(target)
+    this.events.emit({ type: 'hinted', upstream: this.upstream, target, kind: hint.kind, from: hint.from, until: hint.until, at: now })
+  }
+
   readmit (target: Target, reason: ReadmitReason, now = Date.now()): void {
     const r = this.record(target)
     if (r.ejectedUntil === 0 && target.ejectedUntil === 0) return
@@ -180,6 +211,7 @@ export class PoolHealth {
     r.trialSince = 0
     r.passiveFailures = 0
     r.readmittedAt = now
+    r.hintUntil = 0
     target.ejectedUntil = 0
     this.pool.touch(target)
     this.events.emit({ type: 'readmitted', upstream: this.upstream, target, reason, at: now })
@@ -211,6 +243,7 @@ export class PoolHealth {
         ejectedUntil: r.ejectedUntil === 0 ? null : r.ejectedUntil,
         trialInFlight: r.trialSince !== 0 && now < r.ejectedUntil,
         slowStartUntil: t.slowStartUntil > now ? t.slowStartUntil : null,
+        hint: r.hintUntil > now ? { from: r.hintFrom ?? '', kind: r.hintKind ?? 'ejected', until: r.hintUntil } : null,
       }
     })
   }
@@ -234,4 +267,6 @@ export interface TargetHealthSnapshot {
   ejectedUntil: number | null
   trialInFlight: boolean
   slowStartUntil: number | null
+  /** A live hint from another node keeping the target out (cluster-shared health), else null. */
+  hint: { from: string, kind: HintKind, until: number } | null
 }
