@@ -25,6 +25,7 @@ export const ERRORS = {
   RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s' },
   RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
   RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s' },
+  NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s' },
   RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later' },
 } as const satisfies Record<string, GatewayErrorDef>
 

@@ -1,17 +1,17 @@
 // `fastify-ha-gateway start`: a real process booted from a YAML file, proxying to real upstreams,
 // draining on SIGTERM. (`validate` and its error messages are covered by cli.test.ts.)
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
+import { startCliNode, type CliNode } from './helpers/node.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cli-start-'))
@@ -39,35 +39,9 @@ drain: { delay: 100ms, timeout: 10s }
   return p
 }
 
-interface Node {
-  child: ChildProcess
-  address: string
-  exit: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
-  log: string[]
-}
-
-/** Spawn `start --config file`, resolve once the "Server listening at" log line names the address. */
-async function start (file: string, env: Record<string, string> = {}): Promise<Node> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/fastify-ha-gateway.ts', 'start', '--config', file], {
-    cwd: root,
-    env: { ...process.env, CLI_ADMIN_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exit = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-  const log: string[] = []
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-  const lines = createInterface({ input: child.stdout! })
-  const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`no "Server listening at" within 45 s\n${log.join('\n')}\n${stderr}`)) }, 45_000)
-    lines.on('line', (line) => {
-      log.push(line)
-      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-      if (m !== null) { clearTimeout(timer); resolve(m[1]) }
-    })
-    void exit.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`exited (${code ?? signal}) before listening\n${log.join('\n')}\n${stderr}`)) })
-  })
-  return { child, address, exit, log }
+/** Spawn `start --config file` with the admin token in the environment; resolves once it listens. */
+async function start (file: string, env: Record<string, string> = {}): Promise<CliNode> {
+  return await startCliNode(file, { env: { CLI_ADMIN_TOKEN: TOKEN, ...env } })
 }
 
 async function freePort (): Promise<number> {

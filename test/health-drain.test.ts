@@ -3,17 +3,13 @@
 // answered 200, exit 0. Clients that keep sending to the closing node see refused connections, and a
 // connection racing the close may be reset before the gateway read it: both only at the close.
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
+import { startCliNode, type CliNode } from './helpers/node.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'fhg-health-drain-'))
 const DRAIN_DELAY = 300
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
@@ -22,28 +18,8 @@ let ups: UpstreamProcess[]
 t.before(async () => { ups = await startUpstreams(2, 'dr', { delay: 20 }) })
 t.teardown(async () => { await Promise.all(ups.map(async (u) => await u.kill())) })
 
-interface Node { child: ChildProcess, address: string, exit: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, closed: Promise<unknown>, log: string[] }
-
-async function start (file: string): Promise<Node> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/fastify-ha-gateway.ts', 'start', '--config', file], {
-    cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const closed = once(child, 'close') // stdout fully read
-  const exit = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
-  const log: string[] = []
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-  const lines = createInterface({ input: child.stdout! })
-  lines.on('line', (line) => { log.push(line) })
-  const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`no "Server listening at" within 45 s\n${log.join('\n')}\n${stderr}`)) }, 45_000)
-    lines.on('line', (line) => {
-      const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-      if (m !== null) { clearTimeout(timer); resolve(m[1]) }
-    })
-    void exit.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`exited (${code ?? signal}) before listening\n${stderr}`)) })
-  })
-  return { child, address, exit, closed, log }
+async function start (file: string): Promise<CliNode> {
+  return await startCliNode(file)
 }
 
 interface Outcome { url: string, loop: number, start: number, end: number, status?: number, connection?: string, error?: string, body?: string }

@@ -9,26 +9,49 @@
 // The cache is best effort: get() and set() never reject; with Redis down, get() serves only
 // local entries and set() stores nothing (resolves undefined). Missed invalidations (subscriber
 // down) are bounded by `localTtl`, and every local value is dropped when the subscriber reconnects.
+//
+// derive({ namespace }) makes a cache of its own bounds on the same connection: its keys are hashed
+// with the namespace and its invalidations go on `${cluster}:cache:inv:<namespace>`, so it neither
+// sees nor disturbs the entries of the root cache (the response cache is one).
 import { createHash } from 'node:crypto'
 import type { ClusterContext } from './context.js'
-import { LruMap } from './lru.js'
+import { assertKeyPart } from './keys.js'
+import { withDeadline } from './redis-link.js'
 import { defineScript } from './script.js'
+import { SizedLru } from './sized-lru.js'
 
 export interface CacheOptions {
   /** Entries (values and remembered versions) kept locally. Default 1000. */
   maxEntries?: number
+  /** Local bytes (the JSON length of the values held) at most; the least recently used go first. Default: no bound. */
+  maxBytes?: number
   /** ms a value is served locally before Redis is asked again. Default 60 s. */
   localTtl?: number
+  /** ms; deadline of each Redis call of this cache when shorter than the link's. Default: the link's. */
+  timeout?: number
+  /**
+   * Decode a stored JSON once and hand every get() of it the same value (treat it as read-only).
+   * Default: a fresh JSON.parse per get(), so callers may mutate what they get.
+   */
+  decode?: (json: string) => unknown
+}
+
+export interface DerivedCacheOptions extends CacheOptions {
+  /** Keeps keys and invalidations apart from the root cache and from other namespaces (no spaces or braces). */
+  namespace: string
 }
 
 export interface CacheHit<T> { value: T, version: number }
 
 interface Local {
-  /** version of `json`; 0 when no value is held */
+  /** version of the value held; 0 when no value is held */
   version: number
   /** highest version this node has been told about */
   seen: number
+  /** the value as stored, until decoded */
   json: string | undefined
+  /** the decoded value (with a decode option) */
+  decoded: unknown
   /** epoch-ms */
   expiresAt: number
 }
@@ -59,21 +82,42 @@ return { r[1], r[2], redis.call('PTTL', KEYS[1]) }
 `)
 
 export class DistributedCache {
-  private readonly local: LruMap<Local>
+  private readonly local: SizedLru<Local>
   private readonly localTtl: number
+  private readonly timeout: number
+  private readonly decode: ((json: string) => unknown) | undefined
+  private readonly namespace: string
+  private readonly channel: string
+  /** Redis reads in flight per key: concurrent misses of one key share one read. */
+  private readonly reading = new Map<string, Promise<[string, string, number] | null | undefined>>()
   private memoryVersion = 0
   private unsubscribe: (() => void) | undefined
   private unResubscribed: (() => void) | undefined
 
-  constructor (private readonly ctx: ClusterContext, o: CacheOptions = {}) {
-    this.local = new LruMap(o.maxEntries ?? 1000)
+  constructor (private readonly ctx: ClusterContext, o: CacheOptions & { namespace?: string } = {}) {
+    this.local = new SizedLru(o.maxEntries ?? 1000, o.maxBytes ?? Infinity)
     this.localTtl = o.localTtl ?? 60_000
+    this.timeout = o.timeout ?? Infinity
+    this.decode = o.decode
+    this.namespace = o.namespace === undefined ? '' : assertKeyPart('cache namespace', o.namespace)
+    this.channel = o.namespace === undefined ? ctx.keys.cacheInvalidations : `${ctx.keys.cacheInvalidations}:${this.namespace}`
   }
+
+  /** A cache with its own namespace and bounds on this cache's connection; start() and close() it yourself. */
+  derive (o: DerivedCacheOptions): DistributedCache {
+    return new DistributedCache(this.ctx, o)
+  }
+
+  /** Whether values are shared through Redis (false: this node's memory only). */
+  get distributed (): boolean { return this.ctx.link.enabled }
+
+  /** True while invalidations reach this node (subscribed on a live connection); values read before are dropped when it turns true. */
+  get listening (): boolean { return this.unsubscribe !== undefined && this.ctx.pubsub.isSubscribed(this.channel) }
 
   /** Listen for invalidations (without it the cache still works, bounded by localTtl). */
   start (): void {
     if (this.unsubscribe !== undefined || !this.ctx.link.enabled) return
-    this.unsubscribe = this.ctx.pubsub.subscribe(this.ctx.keys.cacheInvalidations, (msg) => this.onInvalidation(msg))
+    this.unsubscribe = this.ctx.pubsub.subscribe(this.channel, (msg) => this.onInvalidation(msg))
     // invalidations may have been lost while the subscriber was down
     this.unResubscribed = this.ctx.pubsub.onResubscribed(() => this.dropValues())
   }
@@ -82,28 +126,40 @@ export class DistributedCache {
     return (await this.getEntry<T>(key))?.value
   }
 
-  async getEntry<T = unknown> (key: string): Promise<CacheHit<T> | undefined> {
-    const now = Date.now()
+  /** The local value of `key` if this node holds a fresh one of the newest known version; never asks Redis. */
+  peek<T = unknown> (key: string): CacheHit<T> | undefined {
     const rec = this.local.get(key)
-    if (rec !== undefined && rec.json !== undefined && rec.expiresAt > now && rec.version >= rec.seen) {
-      return { value: JSON.parse(rec.json) as T, version: rec.version }
+    return rec === undefined ? undefined : this.hit<T>(key, rec, Date.now())
+  }
+
+  async getEntry<T = unknown> (key: string): Promise<CacheHit<T> | undefined> {
+    const rec = this.local.get(key)
+    if (rec !== undefined) {
+      const h = this.hit<T>(key, rec, Date.now())
+      if (h !== undefined) return h
     }
     if (!this.ctx.link.enabled) return undefined
-    let r: [string, string, number] | null
-    try {
-      r = await this.ctx.link.call('cache get', (c) => readScript(c, [this.entryKey(key)], [])) as [string, string, number] | null
-    } catch {
-      return undefined // a miss: the caller computes the value
+    let pending = this.reading.get(key)
+    if (pending === undefined) {
+      pending = this.read(key)
+      this.reading.set(key, pending)
+      void pending.finally(() => { if (this.reading.get(key) === pending) this.reading.delete(key) })
     }
-    if (r === null) return undefined
+    const r = await pending
+    if (r === null || r === undefined) return undefined
     const version = Number(r[0])
-    const pttl = Number(r[2])
     // an invalidation may have arrived while we read: re-read what we know now
-    const seen = this.local.peek(key)?.seen ?? 0
-    if (version < seen) return undefined
-    const ttl = pttl > 0 ? Math.min(pttl, this.localTtl) : this.localTtl
-    this.local.set(key, { version, seen: version, json: r[1], expiresAt: Date.now() + ttl })
-    return { value: JSON.parse(r[1]) as T, version }
+    const now = this.local.peek(key)
+    if (version < (now?.seen ?? 0)) return undefined
+    if (now === undefined || now.version !== version) {
+      const pttl = Number(r[2])
+      const ttl = pttl > 0 ? Math.min(pttl, this.localTtl) : this.localTtl
+      this.remember(key, version, r[1], Date.now() + ttl)
+    }
+    const held = this.local.peek(key)
+    if (held !== undefined && held.version === version) return { value: this.valueOf<T>(key, held), version }
+    // too big to hold locally
+    return { value: (this.decode === undefined ? JSON.parse(r[1]) : this.decode(r[1])) as T, version }
   }
 
   /** Store `value` (JSON) for `ttl` ms; resolves its version, or undefined when Redis could not store it. */
@@ -128,18 +184,51 @@ export class DistributedCache {
   /** The highest version of `key` this node has been told about (0: none). */
   seenVersion (key: string): number { return this.local.peek(key)?.seen ?? 0 }
 
+  /** What this node holds: entries (values and remembered versions) and the bytes of the values. */
+  stats (): { entries: number, bytes: number } { return { entries: this.local.count, bytes: this.local.size } }
+
   async close (): Promise<void> {
     this.unsubscribe?.()
     this.unResubscribed?.()
     this.unsubscribe = undefined
+    this.unResubscribed = undefined
     this.local.clear()
+  }
+
+  private hit<T> (key: string, rec: Local, now: number): CacheHit<T> | undefined {
+    if (rec.version === 0 || rec.version < rec.seen) return undefined
+    if (rec.expiresAt <= now) {
+      this.drop(key, rec)
+      return undefined
+    }
+    return { value: this.valueOf<T>(key, rec), version: rec.version }
+  }
+
+  private valueOf<T> (key: string, rec: Local): T {
+    if (this.decode === undefined) return JSON.parse(rec.json!) as T
+    if (rec.json !== undefined) {
+      rec.decoded = this.decode(rec.json)
+      rec.json = undefined
+    }
+    return rec.decoded as T
+  }
+
+  private async read (key: string): Promise<[string, string, number] | null | undefined> {
+    try {
+      const call = this.ctx.link.call('cache get', (c) => readScript(c, [this.entryKey(key)], []))
+      const r = await (this.timeout < this.ctx.link.timeout ? withDeadline(call, this.timeout, 'cache get') : call)
+      return r as [string, string, number] | null
+    } catch {
+      return undefined // a miss: the caller computes the value
+    }
   }
 
   private async write (key: string, json: string, ttl: number): Promise<number | undefined> {
     if (!this.ctx.link.enabled) return ++this.memoryVersion
     try {
-      const vs = await this.ctx.link.call('cache set', (c) =>
-        writeScript(c, [this.entryKey(key)], [json, Math.ceil(ttl), this.ctx.keys.cacheInvalidations, key]))
+      const call = this.ctx.link.call('cache set', (c) =>
+        writeScript(c, [this.entryKey(key)], [json, Math.ceil(ttl), this.channel, key]))
+      const vs = await (this.timeout < this.ctx.link.timeout ? withDeadline(call, this.timeout, 'cache set') : call)
       return Number(vs)
     } catch {
       return undefined
@@ -151,7 +240,20 @@ export class DistributedCache {
     const rec = this.local.peek(key)
     const seen = Math.max(rec?.seen ?? 0, version)
     if (version < seen) return
-    this.local.set(key, { version: json === undefined ? 0 : version, seen, json, expiresAt })
+    const size = json === undefined ? 0 : json.length
+    // a value bigger than the whole local budget is not held (Redis still has it)
+    if (size > this.local.maxSize) {
+      this.local.set(key, { version: 0, seen, json: undefined, decoded: undefined, expiresAt: 0 }, 0)
+      return
+    }
+    this.local.set(key, { version: json === undefined ? 0 : version, seen, json, decoded: undefined, expiresAt }, size)
+  }
+
+  private drop (key: string, rec: Local): void {
+    rec.json = undefined
+    rec.decoded = undefined
+    rec.version = 0
+    this.local.resize(key, 0)
   }
 
   private onInvalidation (raw: string): void {
@@ -161,20 +263,22 @@ export class DistributedCache {
     if (typeof msg.k !== 'string' || !Number.isFinite(v)) return
     const rec = this.local.peek(msg.k)
     if (rec === undefined) {
-      this.local.set(msg.k, { version: 0, seen: v, json: undefined, expiresAt: 0 })
+      this.local.set(msg.k, { version: 0, seen: v, json: undefined, decoded: undefined, expiresAt: 0 }, 0)
       return
     }
     if (v > rec.seen) rec.seen = v
     // an older local value is now a miss: free it
-    if (rec.version < rec.seen) { rec.json = undefined; rec.version = 0 }
+    if (rec.version < rec.seen && rec.version !== 0) this.drop(msg.k, rec)
   }
 
   private dropValues (): void {
-    for (const rec of this.local.values()) { rec.json = undefined; rec.version = 0 }
+    for (const [key, rec] of this.local.entries()) if (rec.version !== 0) this.drop(key, rec)
   }
 
   private entryKey (key: string): string {
     // a digest: no client string reaches a key name, and the `{tag}` keeps each entry in its own slot
-    return this.ctx.keys.cacheEntry(createHash('sha1').update(key).digest('base64url'))
+    const h = createHash('sha1')
+    if (this.namespace !== '') h.update(this.namespace).update('\0')
+    return this.ctx.keys.cacheEntry(h.update(key).digest('base64url'))
   }
 }

@@ -2,17 +2,25 @@
 //
 // Key `${cluster}:config`, a HASH: version (integer, 1 for the first document), rev (random id of
 // the write), config (JSON), updatedAt (epoch-ms, Redis's clock). Every accepted write PUBLISHes
-// the new version on `${cluster}:config:changed` from inside the script, so no write goes out
-// unannounced. Nodes apply on that notice and also pull `version` + `rev` every interval, which
+// the new document on `${cluster}:config:changed` from inside the script, so no write goes out
+// unannounced: `{"version":N,"rev":"…","updatedAt":T,"config":{…}}` (a bare version number, as older
+// nodes sent, is understood too: the node then fetches the document). A notice of a newer version is
+// applied as it comes, with no round trip to Redis; anything else (same version, other rev: a write
+// lost in a failover and replaced) is fetched. Nodes also pull `version` + `rev` every interval, which
 // heals a lost message within one interval (no keyspace notifications). The store keeps JSON;
 // validating it is the caller's job (the plugin runs validateConfig before put()).
+//
+// Replicas (Sentinel, by default): put() resolves only once a replica holds the write, or no replica
+// could be promoted without it (minReplicas 'auto'), so a failover cannot lose a version put()
+// accepted; see waitReplicas().
 //
 // Boot precedence (the plugin's): the store's document wins; the CLI's file only seeds an empty
 // store (seedIfEmpty); with Redis down the node boots from the snapshot, else from the file.
 import { randomBytes } from 'node:crypto'
-import { Cluster } from 'ioredis'
+import { Cluster, type Redis } from 'ioredis'
 import { GatewayError } from '../errors.js'
 import type { ClusterContext } from './context.js'
+import { promotableReplica, sentinelsOf } from './sentinel-replicas.js'
 import { defineScript } from './script.js'
 import { readJsonFile, writeFileAtomic } from './snapshot.js'
 import { Ticker } from './ticker.js'
@@ -51,10 +59,14 @@ export interface ConfigStoreOptions {
   reseedWhenEmpty?: boolean
   /**
    * Replicas that must hold a write before put() resolves (WAIT; standalone and Sentinel only).
-   * With 1, a Sentinel failover cannot lose an accepted version. Default 0.
+   * A number: that many, always (with no replica up, every put() fails with 503). 'auto': one; when
+   * none acknowledges in time, the write is accepted alone only if no replica could take over without
+   * it (Sentinel: no replica its Sentinels could promote; standalone: none connected), else put()
+   * fails with 503 (the write may survive: read the version before retrying).
+   * Default: 'auto' with Sentinel, 0 otherwise.
    */
-  minReplicas?: number
-  /** ms WAIT may take; capped below the client's commandTimeout and the link's deadline. Default 150. */
+  minReplicas?: number | 'auto'
+  /** ms WAIT may take; capped below the client's commandTimeout and the link's deadline. Default 500. */
   replicaTimeout?: number
   onError?: (err: Error) => void
 }
@@ -76,8 +88,10 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[1], 'version', nxt, 'rev', ARGV[4], 'config', ARGV[3], 'updatedAt', now)
--- announce from inside the script: a write is never left unannounced
-redis.call('PUBLISH', ARGV[5], nxt)
+-- announce from inside the script, document included: a write is never left unannounced, and
+-- a node applies it without reading it back (ARGV[3] is JSON already; rev is hex)
+redis.call('PUBLISH', ARGV[5], '{"version":' .. string.format('%.0f', nxt) .. ',"rev":"' .. ARGV[4] ..
+  '","updatedAt":' .. string.format('%.0f', now) .. ',"config":' .. ARGV[3] .. '}')
 return {1, nxt, now}
 `)
 
@@ -109,10 +123,7 @@ export class ClusterConfigManager<T = unknown> {
   /** Subscribe to change notices and start the periodic pull; never waits on Redis. */
   start (): void {
     if (this.closed || !this.ctx.link.enabled || this.ticker.active) return
-    this.unsubscribe = this.ctx.pubsub.subscribe(this.ctx.keys.configChanged, (msg) => {
-      // the notice names a version we lack: fetch the document straight away
-      if (Number(msg) !== this._current?.version) this.sync(true).catch(noop)
-    })
+    this.unsubscribe = this.ctx.pubsub.subscribe(this.ctx.keys.configChanged, (msg) => { this.onNotice(msg) })
     this.unResubscribed = this.ctx.pubsub.onResubscribed(() => { this.sync().catch(noop) })
     this.ctx.link.on('up', this.onUp)
     this.ticker.start()
@@ -218,6 +229,24 @@ export class ClusterConfigManager<T = unknown> {
     await this.snapshotChain
   }
 
+  private onNotice (msg: string): void {
+    const cur = this._current
+    const notice = parseNotice<T>(msg)
+    if (notice === undefined) { this.sync(true).catch(noop); return }
+    if (cur !== undefined && notice.version === cur.version && (notice.rev === undefined || notice.rev === cur.rev)) return
+    if (notice.doc !== undefined && (cur === undefined || notice.version > cur.version)) {
+      const doc = notice.doc
+      // in the chain, behind applies already queued; a pull may have brought a newer one meanwhile
+      this.enqueue(async () => {
+        if (this.closed || (this._current !== undefined && this._current.version >= doc.version)) return
+        await this.apply(doc)
+      }).catch(noop)
+      return
+    }
+    // a version we lack without its document, or the same version with another rev: read the store
+    this.sync(true).catch(noop)
+  }
+
   private async pull (): Promise<void> {
     const [v, rev] = await this.ctx.link.call('config version', (c) => c.hmget(this.ctx.keys.config, 'version', 'rev'))
     const cur = this._current
@@ -265,15 +294,36 @@ export class ClusterConfigManager<T = unknown> {
     return [Number(ok), Number(v), Number(at)]
   }
 
+  /**
+   * The replica guarantee of put(): resolve only once the write is on `minReplicas` replicas. Redis
+   * replicates asynchronously: without this, a master killed right after acknowledging a write can
+   * be replaced by a replica that never got it, and the next writer reuses the version number.
+   */
   private async waitReplicas (): Promise<void> {
-    const n = this.o.minReplicas ?? 0
     const client = this.ctx.link.client
-    if (n <= 0 || client === undefined || client instanceof Cluster) return
+    if (client === undefined || client instanceof Cluster) return
+    const sentinel = sentinelsOf(client)
+    const want = this.o.minReplicas ?? (sentinel !== undefined ? 'auto' : 0)
+    const n = want === 'auto' ? 1 : want
+    if (n <= 0) return
     // WAIT must answer before the client's own commandTimeout and the link's deadline cut it off
-    const limits = [this.o.replicaTimeout ?? 150, (client.options.commandTimeout ?? Infinity) - 50, this.ctx.link.timeout - 50]
+    const limits = [this.o.replicaTimeout ?? 500, (client.options.commandTimeout ?? Infinity) - 50, this.ctx.link.timeout - 50]
     const waitMs = Math.max(1, Math.floor(Math.min(...limits)))
     const acked = await this.ctx.link.call('config wait', (c) => (c as typeof client).wait(n, waitMs))
-    if (acked < n) throw new GatewayError('REDIS_UNAVAILABLE', `config write reached ${acked} of ${n} replicas (it may survive; read the version before retrying)`)
+    if (acked >= n) return
+    if (want === 'auto' && !(await this.replicaCouldTakeOver(client, sentinel, waitMs))) return
+    throw new GatewayError('REDIS_UNAVAILABLE', `config write reached ${acked} of ${n} replicas (it may survive; read the version before retrying)`)
+  }
+
+  /**
+   * Whether a replica that lacks the last write could become master. Sentinel: one its Sentinels
+   * could promote (a replica merely cut off from the master still counts); no answer: assume so.
+   * Standalone: a replica connected to the master.
+   */
+  private async replicaCouldTakeOver (client: Redis, sentinel: ReturnType<typeof sentinelsOf>, timeout: number): Promise<boolean> {
+    if (sentinel !== undefined) return await promotableReplica(sentinel, timeout).catch(() => true)
+    const role = await this.ctx.link.call('config role', (c) => (c as Redis).role()) as [string, number, unknown[]]
+    return !(role[0] === 'master' && Array.isArray(role[2]) && role[2].length === 0)
   }
 }
 
@@ -282,5 +332,19 @@ function parseDoc<T> (h: Record<string, string>): ConfigDoc<T> | undefined {
   return { version: Number(h.version), rev: h.rev ?? '', config: JSON.parse(h.config) as T, updatedAt: Number(h.updatedAt ?? 0) }
 }
 
+/** A change notice: the document (current format) or a bare version (older nodes); undefined when unreadable. */
+function parseNotice<T> (msg: string): { version: number, rev: string | undefined, doc: ConfigDoc<T> | undefined } | undefined {
+  if (/^\d+$/.test(msg)) return { version: Number(msg), rev: undefined, doc: undefined }
+  try {
+    const n = JSON.parse(msg) as Partial<ConfigDoc<T>>
+    if (!Number.isInteger(n.version) || typeof n.rev !== 'string') return undefined
+    const doc = n.config === undefined ? undefined : { version: n.version!, rev: n.rev, config: n.config, updatedAt: Number(n.updatedAt ?? 0) }
+    return { version: n.version!, rev: n.rev, doc }
+  } catch {
+    return undefined
+  }
+}
+
 function newRev (): string { return randomBytes(8).toString('hex') }
+
 function noop (): void {}

@@ -22,6 +22,8 @@ export class PubSub {
   private sub: RedisClient | undefined
   private readonly handlers = new Map<string, Set<MessageHandler>>()
   private readonly resubscribed = new Set<() => void>()
+  /** Channels Redis confirmed on the current connection. */
+  private readonly live = new Set<string>()
   private _connected = false
   private closed = false
   private readonly timeout: number
@@ -32,8 +34,11 @@ export class PubSub {
     this.onError = o.onError ?? noop
   }
 
-  /** True while every channel is subscribed on a live connection. */
+  /** True while the subscriber connection is up and its channels were (re)subscribed. */
   get connected (): boolean { return this._connected }
+
+  /** True while messages on `channel` reach this node (Redis confirmed the subscription on the live connection). */
+  isSubscribed (channel: string): boolean { return this._connected && this.live.has(channel) }
 
   /** Call `handler` for each message on `channel`; returns the unsubscribe function. */
   subscribe (channel: string, handler: MessageHandler): () => void {
@@ -62,6 +67,7 @@ export class PubSub {
   async close (): Promise<void> {
     this.closed = true
     this._connected = false
+    this.live.clear()
     this.handlers.clear()
     this.resubscribed.clear()
     // a subscriber connection has nothing to flush: disconnect at once
@@ -78,7 +84,7 @@ export class PubSub {
     sub.on('error', noop)
     sub.on('message', (channel: string, message: string) => this.deliver(channel, message))
     sub.on('ready', () => { this.resubscribeAll() })
-    sub.on('close', () => { this._connected = false })
+    sub.on('close', () => { this._connected = false; this.live.clear() })
     if (sub.status === 'wait') sub.connect().catch(noop)
   }
 
@@ -90,16 +96,31 @@ export class PubSub {
     done.then(() => {
       if (this.sub !== sub || sub.status !== 'ready') return
       this._connected = true
-      for (const fn of this.resubscribed) {
-        try { fn() } catch (err) { this.onError(err as Error) }
-      }
+      for (const c of channels) this.live.add(c)
+      // channels added or dropped while that SUBSCRIBE was in flight (subscribe() only sends once connected)
+      const added = [...this.handlers.keys()].filter((c) => !channels.includes(c))
+      const dropped = channels.filter((c) => !this.handlers.has(c))
+      // their owners may have missed messages until then, as after a reconnect: tell them again once subscribed
+      if (added.length > 0) this.send('subscribe', added, () => this.notifyResubscribed())
+      if (dropped.length > 0) this.send('unsubscribe', dropped)
+      this.notifyResubscribed()
     }, (err: Error) => this.onError(err))
   }
 
-  private send (command: 'subscribe' | 'unsubscribe', channels: string[]): void {
+  private notifyResubscribed (): void {
+    for (const fn of this.resubscribed) {
+      try { fn() } catch (err) { this.onError(err as Error) }
+    }
+  }
+
+  private send (command: 'subscribe' | 'unsubscribe', channels: string[], then?: () => void): void {
     const sub = this.sub
     if (sub === undefined) return
-    withDeadline(sub[command](...channels), this.timeout, command).catch((err: Error) => this.onError(err))
+    if (command === 'unsubscribe') for (const c of channels) this.live.delete(c)
+    withDeadline(sub[command](...channels), this.timeout, command).then(() => {
+      if (command === 'subscribe' && this.sub === sub && this._connected) for (const c of channels) if (this.handlers.has(c)) this.live.add(c)
+      then?.()
+    }, (err: Error) => this.onError(err))
   }
 
   private deliver (channel: string, message: string): void {
