@@ -1,12 +1,16 @@
 // Rate-limit overhead benchmark (issue 5): in one run, rounds alternating, over the same two upstreams and one Redis:
-//   bare @fastify/reply-from; the gateway with no limit; the gateway + exact Redis sliding window (as shipped: writes
-//   coalesced per event-loop turn; and with one write per command; and with ioredis auto-pipelining); the gateway + lease mode; bare reply-from + @fastify/rate-limit with its Redis store.
+//   bare @fastify/reply-from; the gateway with no limit; the gateway + exact Redis sliding window (as shipped: the
+//   decisions of one event-loop turn in one script call; also with the client's writes coalesced per turn; and
+//   unbatched, one script call per request with writes coalesced: the previous default); the gateway + lease mode;
+//   bare reply-from + @fastify/rate-limit with its Redis store.
 //   node --import tsx bench/ratelimit.ts
 // Env: BENCH_DURATION (s, 4), BENCH_ROUNDS (5), BENCH_WARMUP (s, 4), BENCH_CONNECTIONS (64);
 //      BENCH_PIN=0: do not pin (default: proxies on the last CPU, everything else on the others, as PEERS.md's final run);
 //      BENCH_RATE=<req/s>: a fixed request rate instead of as fast as possible; then compare CPU µs/req, which a
 //      loaded machine disturbs far less than throughput;
-//      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact` and `gateway`, and where the µs go.
+//      BENCH_ROLES=gateway,exact,...: run only these setups (gateway is always in);
+//      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact`, `lease` and `gateway`, and where the µs go.
+//   node --import tsx bench/ratelimit.ts --store: the store alone, CPU µs per decision, batched vs one call each.
 // Redis calls per request: script calls (EVAL/EVALSHA, from INFO commandstats) over each run / requests answered.
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
@@ -27,6 +31,9 @@ import { BODY } from './lib/upstream.js'
 import loadBalancer, { passThroughBodies } from '../plugins/load-balancer.js'
 import metrics from '../plugins/metrics.js'
 import rateLimit, { type RouteRateLimit } from '../plugins/rate-limit.js'
+import { RedisStore } from '../lib/ratelimit/redis-store.js'
+import { StoreGuard } from '../lib/ratelimit/outage.js'
+import { createRedisConnection } from '../lib/cluster/redis-connection.js'
 import { startRedis } from '../test/helpers/redis.js'
 
 const env = process.env
@@ -43,7 +50,8 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as 
 // never reached in a run: every request is decided, none refused (a 429 would be cheaper than a proxied answer)
 const BIG = { limit: 1_000_000_000, window: 60_000 }
 
-type Role = 'reply-from' | 'gateway' | 'exact' | 'exact-write' | 'exact-pipe' | 'lease' | 'fastify-rate-limit'
+type Role = 'reply-from' | 'gateway' | 'exact' | 'exact-coalesce' | 'exact-unbatched' | 'lease' | 'fastify-rate-limit'
+const ROLES: Role[] = ['reply-from', 'gateway', 'exact', 'exact-coalesce', 'exact-unbatched', 'lease', 'fastify-rate-limit']
 interface ChildArgs { upstreams: string[], redis: string }
 
 // ---------------------------------------------------------------- the setups, each in its own child process
@@ -54,14 +62,20 @@ async function listen (app: FastifyInstance): Promise<number> {
 }
 
 /** The gateway as plugins/gateway.ts builds it (metrics, load balancer, one catch-all route), plus the limiter when asked. */
-async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, autoPipelining: boolean, coalesceWrites?: boolean } | undefined): Promise<FastifyInstance> {
+async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWrites: boolean, unbatched?: boolean } | undefined): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(metrics, {})
   await app.register(loadBalancer, {
     upstreams: { u: { strategy: 'round_robin', targets: a.upstreams.map((url, i) => ({ id: `up-${i + 1}`, url })) } },
   })
   // a deadline no loaded run reaches: every request is decided in Redis, none passes by fail_open
-  if (limit !== undefined) await app.register(rateLimit, { redis: a.redis, clusterName: 'bench', autoPipelining: limit.autoPipelining, coalesceWrites: limit.coalesceWrites, storeTimeout: 2000 })
+  if (limit?.unbatched === true) {
+    // one script call per decision, on a client that coalesces its writes per turn (the store as first shipped)
+    const client = createRedisConnection(a.redis, { commandTimeout: 4000, coalesceWrites: true })
+    await app.register(rateLimit, { redis: client, clusterName: 'bench', storeTimeout: 2000, store: new RedisStore({ client, timeout: 2000, maxBatch: 1 }) })
+  } else if (limit !== undefined) {
+    await app.register(rateLimit, { redis: a.redis, clusterName: 'bench', coalesceWrites: limit.coalesceWrites, storeTimeout: 2000 })
+  }
   await app.register(async (scope) => {
     passThroughBodies(scope)
     for (const url of ['/', '/*']) {
@@ -105,10 +119,10 @@ async function buildRole (role: Role, a: ChildArgs): Promise<FastifyInstance> {
     case 'reply-from': return await replyFromApp(a, false)
     case 'fastify-rate-limit': return await replyFromApp(a, true)
     case 'gateway': return await gateway(a, undefined)
-    case 'exact': return await gateway(a, { rule: sliding, autoPipelining: false, coalesceWrites: true })
-    case 'exact-write': return await gateway(a, { rule: sliding, autoPipelining: false, coalesceWrites: false })
-    case 'exact-pipe': return await gateway(a, { rule: sliding, autoPipelining: true, coalesceWrites: false })
-    case 'lease': return await gateway(a, { rule: { ...sliding, mode: 'lease' }, autoPipelining: false, coalesceWrites: true })
+    case 'exact': return await gateway(a, { rule: sliding, coalesceWrites: false })
+    case 'exact-coalesce': return await gateway(a, { rule: sliding, coalesceWrites: true })
+    case 'exact-unbatched': return await gateway(a, { rule: sliding, coalesceWrites: true, unbatched: true })
+    case 'lease': return await gateway(a, { rule: { ...sliding, mode: 'lease' }, coalesceWrites: false })
   }
 }
 
@@ -171,9 +185,9 @@ interface Setup { role: Role, label: string, child: BenchChild, runs: RunResult[
 const LABELS: Record<Role, string> = {
   'reply-from': 'bare @fastify/reply-from',
   gateway: 'gateway, no limit',
-  exact: 'gateway + exact sliding_window in Redis (default: one writev per event-loop turn)',
-  'exact-write': 'gateway + exact sliding_window in Redis, one write per command',
-  'exact-pipe': 'gateway + exact sliding_window in Redis, ioredis auto-pipelining',
+  exact: 'gateway + exact sliding_window in Redis (as shipped: one script call per event-loop turn)',
+  'exact-coalesce': 'gateway + exact sliding_window, batched, client writes coalesced per turn',
+  'exact-unbatched': 'gateway + exact sliding_window, one script call per request, writes coalesced (before)',
   lease: 'gateway + lease mode (sliding_window)',
   'fastify-rate-limit': 'reply-from + @fastify/rate-limit, Redis store',
 }
@@ -213,7 +227,8 @@ async function main (): Promise<void> {
   const others = last === 1 ? '0' : `0-${last - 1}`
   for (const pid of [process.pid, redis.pid, ...upstreams.map((u) => u.pid)]) pin(pid, others)
   const args: ChildArgs = { upstreams: upstreams.map((u) => u.url), redis: redis.url }
-  const roles: Role[] = ['reply-from', 'gateway', 'exact', 'exact-write', 'exact-pipe', 'lease', 'fastify-rate-limit']
+  const only = env.BENCH_ROLES?.split(',').map((x) => x.trim())
+  const roles = ROLES.filter((r) => only === undefined || r === 'gateway' || only.includes(r))
   const setups: Setup[] = []
   for (const role of roles) setups.push({ role, label: LABELS[role], child: await startRole(role, args), runs: [], calls: [], redisCpu: [], vsGateway: [] })
   for (const s of setups) pin(s.child.pid, String(last))
@@ -230,16 +245,20 @@ async function main (): Promise<void> {
     // ratio compares two runs seconds apart: this shared machine's load drifts over tens of seconds
     const gw = by(setups, 'gateway')
     const others = setups.filter((s) => s !== gw)
+    const run1 = async (s: Setup): Promise<RunResult> =>
+      RATE > 0 ? await measureAtRate(s.child, RATE) : await measure(s.child, { url: s.child.url, connections: CONNECTIONS, duration: DURATION })
+    const record = (s: Setup, r: number, run: RunResult, calls: number, cpu: number): void => {
+      s.runs.push(run)
+      s.calls.push(calls)
+      s.redisCpu.push(cpu)
+      console.log(`round ${r + 1}/${ROUNDS} ${s.role.padEnd(18)} ${fmt(run.rps).padStart(7)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms  ` +
+        `${fmt(run.cpuPerReq, 1)} µs CPU/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
+    }
     const one = async (s: Setup, r: number): Promise<RunResult> => {
       const before = await scriptCalls(admin)
       const cpu0 = await redisCpu(admin)
-      const run = RATE > 0 ? await measureAtRate(s.child, RATE) : await measure(s.child, { url: s.child.url, connections: CONNECTIONS, duration: DURATION })
-      const calls = (await scriptCalls(admin) - before) / run.completed
-      s.runs.push(run)
-      s.calls.push(calls)
-      s.redisCpu.push((await redisCpu(admin) - cpu0) / run.completed)
-      console.log(`round ${r + 1}/${ROUNDS} ${s.role.padEnd(18)} ${fmt(run.rps).padStart(7)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms  ` +
-        `${fmt(run.cpuPerReq, 1)} µs CPU/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
+      const run = await run1(s)
+      record(s, r, run, (await scriptCalls(admin) - before) / run.completed, (await redisCpu(admin) - cpu0) / run.completed)
       return run
     }
     for (let r = 0; r < ROUNDS; r++) {
@@ -253,12 +272,14 @@ async function main (): Promise<void> {
       }
     }
     report(setups)
-    for (const s of setups.filter((x) => ['exact', 'exact-write', 'exact-pipe', 'lease'].includes(x.role))) {
+    for (const s of setups.filter((x) => ['exact', 'exact-coalesce', 'exact-unbatched', 'lease'].includes(x.role))) {
       const text = await (await fetch(s.child.url + '/metrics')).text()
       const lines = text.split('\n').filter((l) => /^ratelimit_(decisions_total|store_errors_total) /.test(l) || /^ratelimit_decisions_total\{/.test(l))
       console.log(`${s.role}: ${lines.join('; ')}`)
     }
-    if (PROFILE) await profile(by(setups, 'exact'), by(setups, 'gateway'))
+    if (PROFILE) {
+      for (const role of ['exact', 'lease'] as const) if (has(setups, role)) await profile(by(setups, role), by(setups, 'gateway'))
+    }
   } finally {
     admin.disconnect()
     await Promise.all(setups.map(async (s) => await s.child.stop()))
@@ -286,6 +307,7 @@ async function measureAtRate (child: BenchChild, rate: number): Promise<RunResul
 }
 
 function by (setups: Setup[], role: Role): Setup { return setups.find((s) => s.role === role)! }
+function has (setups: Setup[], role: Role): boolean { return setups.some((s) => s.role === role) }
 
 /** One more run of each under the inspector's profiler: where the exact limiter's µs per request go. */
 async function profile (a: Setup, b: Setup): Promise<void> {
@@ -306,7 +328,8 @@ function report (setups: Setup[]): void {
   const gw = by(setups, 'gateway')
   // × gateway from adjacent pairs; × reply-from as the ratio of two such figures
   const vs = (s: Setup, k: 'rps' | 'cpu'): number => s === gw ? 1 : median(s.vsGateway.map((x) => x[k]))
-  const rfVs = vs(by(setups, 'reply-from'), 'rps')
+  const vsRole = (role: Role): number => has(setups, role) ? vs(by(setups, role), 'rps') : NaN
+  const rfVs = vsRole('reply-from')
   const rows = setups.map((s) => [
     s.label,
     fmt(m(s, (r) => r.rps)), (vs(s, 'rps') / rfVs).toFixed(2), vs(s, 'rps').toFixed(2),
@@ -317,9 +340,13 @@ function report (setups: Setup[]): void {
   ])
   console.log(`\n${ROUNDS} rounds of ${DURATION} s runs, ${CONNECTIONS} connections; ratios are medians of each run against the gateway run beside it:\n`)
   console.log(table(['setup', 'req/s (median)', '× reply-from', '× gateway', 'p50 / p99 ms', 'CPU µs/req', 'CPU × gateway', 'Redis calls/req', 'Redis CPU µs/req'], rows))
-  const exact = vs(by(setups, 'exact'), 'rps')
-  const lease = vs(by(setups, 'lease'), 'rps')
-  const frl = vs(by(setups, 'fastify-rate-limit'), 'rps')
+  for (const s of setups) {
+    if (s === gw) continue
+    console.log(`${s.role}: × gateway per pair ${s.vsGateway.map((x) => x.rps.toFixed(2)).join(', ')}; CPU × gateway ${s.vsGateway.map((x) => x.cpu.toFixed(2)).join(', ')}`)
+  }
+  const exact = vsRole('exact')
+  const lease = vsRole('lease')
+  const frl = vsRole('fastify-rate-limit')
   const checks: Array<[string, number, number]> = [
     ['exact ≥ 0.85× gateway', exact, 0.85],
     ['lease ≥ 0.95× gateway', lease, 0.95],
@@ -327,19 +354,70 @@ function report (setups: Setup[]): void {
     ['lease ahead of reply-from + @fastify/rate-limit + Redis', lease / frl, 1],
   ]
   console.log('')
-  for (const [what, x, goal] of checks) console.log(`CHECK ${what} (req/s): ${x.toFixed(3)} → ${x >= goal ? 'PASS' : 'FAIL'}`)
+  for (const [what, x, goal] of checks) if (!Number.isNaN(x)) console.log(`CHECK ${what} (req/s): ${x.toFixed(3)} → ${x >= goal ? 'PASS' : 'FAIL'}`)
   console.log(`gateway / bare reply-from: ${(1 / rfVs).toFixed(3)}; @fastify/rate-limit + Redis / bare reply-from: ${(frl / rfVs).toFixed(3)}; ` +
-    `exact, one write per command / gateway: ${vs(by(setups, 'exact-write'), 'rps').toFixed(3)}; ` +
-    `exact with ioredis auto-pipelining / gateway: ${vs(by(setups, 'exact-pipe'), 'rps').toFixed(3)}`)
+    `exact, client writes coalesced / gateway: ${vsRole('exact-coalesce').toFixed(3)}; ` +
+    `exact, one script call per request / gateway: ${vsRole('exact-unbatched').toFixed(3)}`)
   const bad = setups.reduce((n, s) => n + s.runs.reduce((a, r) => a + r.bad, 0), 0)
   if (bad > 0) console.log(`!! ${bad} errors, timeouts or non-2xx answers over all runs`)
+}
+
+/**
+ * --store: the limiter's own cost without HTTP, CPU µs of this process per decision: `perTurn` decisions per
+ * event-loop turn through the outage guard and RedisStore, batched (one script call per turn) and one script call
+ * per decision (on a client coalescing its writes, as before), alternating. CPU time shifts far less than req/s
+ * when other jobs load the machine.
+ */
+async function storeCost (): Promise<void> {
+  const redis = await startRedis()
+  const rule = { algorithm: 'sliding_window' as const, ...BIG }
+  const key = 'bench:rl:/:0:{0123456789abcdef}'
+  const variants = [
+    { label: 'batched (as shipped)', coalesce: false, maxBatch: 128 },
+    { label: 'one script call per decision, writes coalesced (before)', coalesce: true, maxBatch: 1 },
+  ]
+  const clients = variants.map((v) => createRedisConnection(redis.url, { commandTimeout: 4000, coalesceWrites: v.coalesce }))
+  try {
+    await Promise.all(clients.map(async (c) => { if (c.status !== 'ready') await new Promise((resolve) => c.once('ready', resolve)) }))
+    const stores = variants.map((v, i) => new RedisStore({ client: clients[i], timeout: 2000, maxBatch: v.maxBatch }))
+    console.log(`rate-limit store cost ${new Date().toISOString()}  node ${process.version}; ${conditions()}`)
+    for (const perTurn of [1, 8, 32]) {
+      const cpu: number[][] = variants.map(() => [])
+      const calls: number[] = variants.map(() => 0)
+      for (let round = 0; round < 5; round++) {
+        for (let v = 0; v < variants.length; v++) {
+          const guard = new StoreGuard({})
+          const n = 20_000
+          const calls0 = stores[v].calls
+          const c0 = process.cpuUsage()
+          for (let i = 0; i < n; i += perTurn) {
+            const turn: Array<Promise<unknown>> = []
+            for (let j = 0; j < perTurn; j++) turn.push(guard.consume(stores[v], key, rule, 1))
+            await Promise.all(turn)
+          }
+          const c = process.cpuUsage(c0)
+          if (round > 0) cpu[v].push((c.user + c.system) / n) // round 0 warms up
+          calls[v] = (stores[v].calls - calls0) / n
+        }
+      }
+      for (let v = 0; v < variants.length; v++) {
+        console.log(`${perTurn} decisions per turn, ${variants[v].label}: ${fmt(median(cpu[v]), 2)} µs CPU/decision (runs ${cpu[v].map((x) => x.toFixed(1)).join(', ')}), ` +
+          `${calls[v].toFixed(3)} Redis calls/decision`)
+      }
+    }
+    console.log(conditions())
+  } finally {
+    for (const c of clients) c.disconnect()
+    await redis.stop()
+  }
 }
 
 if (process.argv[2] === '--child') {
   await child(process.argv[3] as Role, JSON.parse(process.argv[4]) as ChildArgs)
 } else {
   try {
-    await main()
+    if (process.argv.includes('--store')) await storeCost()
+    else await main()
   } catch (err) {
     console.error(err)
     process.exitCode = 1

@@ -39,9 +39,12 @@ export interface RateLimitPluginOptions {
   clusterName?: string
   /** Live gateway nodes, for onStoreError local (limit ÷ nodes). Default: the cluster plugin's view when registered, else 1. */
   liveNodes?: () => number
-  /** ioredis auto-pipelining on the plugin's own connection (default false: measured slower here, see BENCHMARKS.md). */
+  /** ioredis auto-pipelining on the plugin's own connection (default false: the store already sends one script call per turn). */
   autoPipelining?: boolean
-  /** One writev per event-loop turn on the plugin's own connection (default true; lib/cluster/redis-connection.ts coalesceWrites). */
+  /**
+   * Cork the plugin's own connection for the rest of each event-loop turn (lib/cluster/redis-connection.ts coalesceWrites).
+   * Default false: the store already sends one script call per turn, and corking would hold it one more turn.
+   */
   coalesceWrites?: boolean
   /** Bring your own stores (tests, other backends): exact decisions, and lease mode. */
   store?: RateLimitStore
@@ -96,7 +99,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
       commandTimeout: Math.max(storeTimeout * 2, 200),
       autoPipelining: opts.autoPipelining ?? false,
-      coalesceWrites: opts.coalesceWrites ?? true,
+      coalesceWrites: opts.coalesceWrites ?? false,
       onError: (err) => {
         if (reported) return
         reported = true
@@ -109,7 +112,15 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   }
 
   const metrics = fastify.hasDecorator('gatewayMetrics') ? createRateLimitMetrics(fastify.gatewayMetrics.registry) : undefined
-  const stores = createStores({ client, timeout: storeTimeout, store: opts.store, leaseStore: opts.leaseStore, local: policy === 'local' })
+  const stores = createStores({
+    client,
+    timeout: storeTimeout,
+    store: opts.store,
+    leaseStore: opts.leaseStore,
+    local: policy === 'local',
+    // the Redis store times each script call (one per batch of decisions); a store of the app's is timed per decision
+    onDuration: metrics === undefined ? undefined : (s) => metrics.storeDuration(s),
+  })
   const guard = new StoreGuard({
     policy,
     localStore: stores.local,
@@ -153,28 +164,46 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       if (allow !== undefined && allow(ip)) { done(); return }
     }
     const rules = plan.policy.rules
+    // decided now (true: go on); `done()` runs outside the try, so an error of a later hook is never reported twice
+    let proceed = false
     try {
       if (rules.length === 1) {
         const r = rules[0]
         const cost = costOf(r, request)
-        if (cost === 0) { done(); return }
-        const st = new Pending(plan, request, reply, done, ip)
-        guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, r.mode === 'exact').then((o) => { st.after(o, undefined) }, done)
+        if (cost === 0) proceed = true
+        else {
+          const store = storeOf(r)
+          const key = storeKey(r, request, ip)
+          // a lease with units left (or the memory store) decides now: no promise, no object kept for the request
+          const now = guard.consumeNow(store, key, r.rule, cost)
+          if (now !== undefined) proceed = settle(plan, request, reply, ip, now, undefined)
+          else {
+            const st = new Pending(plan, request, reply, done, ip)
+            guard.consume(store, key, r.rule, cost, timedOf(r)).then((o) => { st.after(o, undefined) }, done)
+          }
+        }
       } else {
         const calls = rules.map((r) => {
           const cost = costOf(r, request)
-          return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, r.mode === 'exact')
+          return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, timedOf(r))
         })
         const st = new Pending(plan, request, reply, done, ip)
         Promise.all(calls).then((outs) => { st.after(undefined, outs) }, done)
       }
     } catch (err) {
       done(err as Error) // a key or cost function that throws is a bug of the app: 500
+      return
     }
+    if (proceed) done()
   }
 
   function storeOf (r: CompiledRule): RateLimitStore {
     return r.mode === 'lease' ? stores.lease : stores.exact
+  }
+
+  /** Whether the guard times this rule's calls: exact decisions of a store that does not time itself. */
+  function timedOf (r: CompiledRule): boolean {
+    return r.mode === 'exact' && !stores.timesItself
   }
 
   /** One request waiting for its decisions. */
@@ -186,7 +215,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     after (o: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): void {
       let proceed: boolean
       try {
-        proceed = settle(this, o, outs)
+        proceed = settle(this.plan, this.request, this.reply, this.ip, o, outs)
       } catch (err) {
         this.done(err as Error)
         return
@@ -196,8 +225,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   }
 
   /** Count, set headers, and refuse (false) or let the request go on (true). One outcome `o`, or several `outs`. */
-  function settle (st: Pending, o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): boolean {
-    const plan = st.plan
+  function settle (plan: Plan, request: FastifyRequest, reply: FastifyReply, ip: string,
+    o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): boolean {
     const rules = plan.policy.rules
     let limited = false
     let shadowLimited = false
@@ -216,7 +245,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       if (o.source === 'closed') { if (!r.shadow) closed = true; continue }
       if (o.source === 'local') local = true
       if (r.shadow) {
-        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, st.request, st.ip) }
+        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, request, ip) }
         continue
       }
       if (!o.allowed) { limited = true; if (o.retryAfterMs > retryMs) retryMs = o.retryAfterMs }
@@ -232,7 +261,6 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       else if (shadowLimited) c.shadow_limited++
       else c.allowed++
     }
-    const reply = st.reply
     if (shown !== -1 && style !== 'none') {
       const d = outs === undefined ? o0! : outs[shown]!
       const policy = rules[shown].policy
@@ -283,22 +311,37 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   })
 }
 
-interface Stores { exact: RateLimitStore, lease: RateLimitStore, local: RateLimitStore | undefined, close (): Promise<void> }
+interface Stores {
+  exact: RateLimitStore
+  lease: RateLimitStore
+  local: RateLimitStore | undefined
+  /** The exact store is the plugin's RedisStore, which reports the duration of its own script calls. */
+  timesItself: boolean
+  close (): Promise<void>
+}
 
 /**
  * Exact decisions in Redis when there is a client, else in memory (one node). Lease mode spends slices of
  * the Redis budget locally; without Redis it is the memory store (already local and exact).
  * Policy `local` gets its own in-memory limiter.
  */
-function createStores (o: { client: RedisClient | undefined, timeout: number, store?: RateLimitStore, leaseStore?: RateLimitStore, local: boolean }): Stores {
+function createStores (o: {
+  client: RedisClient | undefined
+  timeout: number
+  store?: RateLimitStore
+  leaseStore?: RateLimitStore
+  local: boolean
+  onDuration?: (seconds: number) => void
+}): Stores {
   const owned: RateLimitStore[] = []
   const own = <S extends RateLimitStore>(s: S): S => { owned.push(s); return s }
   let exact = o.store
   let lease = o.leaseStore
   if (o.client !== undefined) {
-    const redis = new RedisStore({ client: o.client, timeout: o.timeout })
+    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration })
     exact ??= own(redis)
-    lease ??= own(new LeaseStore({ source: redis }))
+    // a hot key's next units are fetched while a quarter of its slice is left: its requests do not wait on Redis
+    lease ??= own(new LeaseStore({ source: redis, prefetch: 0.25 }))
   }
   exact ??= own(new MemoryStore())
   lease ??= exact
@@ -307,6 +350,7 @@ function createStores (o: { client: RedisClient | undefined, timeout: number, st
     exact,
     lease,
     local,
+    timesItself: o.store === undefined && o.client !== undefined,
     async close () { await Promise.all(owned.map(async (s) => await s.close?.())) },
   }
 }

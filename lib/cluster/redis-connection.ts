@@ -21,7 +21,8 @@ export interface RedisConnectionOptions {
   autoPipelining?: boolean
   /**
    * Standalone and Sentinel: hold the socket's writes until the end of the event-loop turn, so commands sent by
-   * the requests of one turn leave in one writev (see coalesceWrites). Default false.
+   * the requests of one turn leave in one writev (see coalesceWrites). Default false. For clients that send one
+   * command per request; the rate limiter batches its decisions per turn itself and runs without it (BENCHMARKS.md).
    */
   coalesceWrites?: boolean
   /** Called on every client error (connection refused, reset...); the client always has a listener. */

@@ -15,6 +15,11 @@
 // refunded (the window is gone).
 // Requests arriving while a slice request is in flight wait for it; those it does not cover are decided
 // exactly, one store call each (never a queue of slices): a burst costs at most two round trips.
+// Prefetch (option; the plugin sets a quarter of the slice): once a spend leaves that many units or fewer,
+// the next units are asked for in the background while the rest is spent, so a hot key's requests do not
+// wait on the store.
+// It asks for the slice minus the units held, so a node still holds at most one slice and the bound stands;
+// units of another window (the boundary passed meanwhile) replace the old ones, which go back.
 import { ALGORITHMS, type Algorithm, type Decision, type LimitRule, type RateLimitStore } from './types.js'
 import type { GrantSource } from './grant.js'
 import { ExpiringMap, type Expiring } from './expiring-map.js'
@@ -31,6 +36,11 @@ export interface LeaseStoreOptions {
   timeout?: number
   /** Local clock in ms (default Date.now). */
   now?: () => number
+  /**
+   * Units left at which the next slice is fetched in the background: a number, a fraction of the slice
+   * (0 < f < 1), or false (default: only when a request finds the slice short). Costs ~1 / (1 - f) calls per slice.
+   */
+  prefetch?: number | false
 }
 
 /** Default slice: 5% of the limit, so the over-admission bound is nodes * 5% of the limit. */
@@ -68,6 +78,7 @@ export class LeaseStore implements RateLimitStore {
   /** How long a lease with a slice request in flight must stay in the map: the longer of both deadlines. */
   readonly #hold: number
   readonly #now: () => number
+  readonly #prefetch: number | false
   /** One map per algorithm, keyed by the caller's key as is. */
   readonly #leases: Record<Algorithm, ExpiringMap<Lease>>
   #timer: NodeJS.Timeout | undefined
@@ -80,6 +91,7 @@ export class LeaseStore implements RateLimitStore {
     this.#timeout = opts.timeout ?? opts.source.timeout ?? 50
     this.#hold = Math.max(this.#timeout, opts.source.timeout ?? 0)
     this.#now = opts.now ?? Date.now
+    this.#prefetch = opts.prefetch ?? false
     const now = this.#now()
     const map = (): ExpiringMap<Lease> => new ExpiringMap<Lease>(SWEEP_TICK, now, (_, lease) => { void this.#void(lease, this.#now()) })
     this.#leases = { fixed_window: map(), sliding_window: map(), token_bucket: map() }
@@ -98,12 +110,22 @@ export class LeaseStore implements RateLimitStore {
   consume (key: string, rule: LimitRule, cost: number): Promise<Decision> {
     const now = this.#now()
     const lease = this.#leases[rule.algorithm].get(key, now)
-    // Fast path: no Redis call
-    if (lease !== undefined) {
-      if (lease.until > now && lease.units >= cost) return Promise.resolve(this.#spend(lease, rule, cost, now))
-      if (now < lease.refusedUntil && cost >= lease.refusedCost) return Promise.resolve(refused(lease, rule, now))
-    }
-    return this.#consumeSlow(key, rule, cost, now, lease)
+    const d = lease === undefined ? undefined : this.#local(lease, rule, cost, now)
+    return d !== undefined ? Promise.resolve(d) : this.#consumeSlow(key, rule, cost, now, lease)
+  }
+
+  /** The decision from the lease alone (units left, or a cached refusal), or undefined when it takes a store call. */
+  consumeNow (key: string, rule: LimitRule, cost: number): Decision | undefined {
+    const now = this.#now()
+    const lease = this.#leases[rule.algorithm].get(key, now)
+    return lease === undefined ? undefined : this.#local(lease, rule, cost, now)
+  }
+
+  /** Fast path: no Redis call. */
+  #local (lease: Lease, rule: LimitRule, cost: number, now: number): Decision | undefined {
+    if (lease.until > now && lease.units >= cost) return this.#spend(lease, rule, cost, now)
+    if (now < lease.refusedUntil && cost >= lease.refusedCost) return refused(lease, rule, now)
+    return undefined
   }
 
   /** Stop the sweep and give every unused unit back (errors ignored: the window expires them anyway). */
@@ -179,6 +201,51 @@ export class LeaseStore implements RateLimitStore {
     }
   }
 
+  /** Units left at which a lease fetches ahead; -1: never (a fraction of a slice of 1-3 units is 0: fetched when short). */
+  #lowWater (rule: LimitRule): number {
+    const p = this.#prefetch as number
+    const units = p > 0 && p < 1 ? Math.floor(this.#size(rule) * p) : Math.floor(p)
+    return units >= 1 ? units : -1
+  }
+
+  /** The next units while the current ones are spent: slice minus units held, so the node never holds more than a slice. */
+  #refillAhead (lease: Lease, rule: LimitRule, sentAt: number): void {
+    const want = this.#size(rule) - lease.units
+    if (want <= 0) return
+    const leases = this.#leases[rule.algorithm]
+    lease.expiresAt = Math.max(lease.expiresAt, sentAt + this.#hold)
+    leases.schedule(lease.key, lease)
+    lease.pending = this.#source.take(lease.key, rule, want, 1).then((g) => {
+      lease.pending = undefined
+      const now = this.#now()
+      if (g.granted <= 0) {
+        // None to spare: remembered like any refusal, so the requests that find the slice short cost no call
+        this.#refused(lease, g.retryAfterMs, g.resetMs, 1, sentAt)
+        lease.expiresAt = Math.max(lease.expiresAt, lease.until, lease.refusedUntil, sentAt + 1)
+        leases.schedule(lease.key, lease)
+        return
+      }
+      lease.resetAt = sentAt + g.resetMs
+      lease.remaining = g.remaining
+      const life = Math.min(this.#ttl, rule.window)
+      const until = sentAt + (rule.algorithm === 'fixed_window' ? Math.min(life, g.resetMs) : life)
+      if (lease.until > now && lease.units > 0 && lease.epoch === g.epoch) {
+        // Same window: the units join the held ones and die with them (the older deadline, never later)
+        lease.units += g.granted
+        lease.until = Math.min(lease.until, until)
+      } else {
+        // Held units of another window (or none, or expired) give way: one epoch per lease keeps refunds exact
+        void this.#void(lease, now)
+        lease.units = g.granted
+        lease.epoch = g.epoch
+        lease.until = until
+      }
+      lease.refusedUntil = 0
+      lease.expiresAt = Math.max(lease.until, sentAt + 1)
+      leases.schedule(lease.key, lease)
+    }, () => { lease.pending = undefined }) // a failing store: the next short request meets it, under the guard
+  }
+
   /** Cache a refusal briefly: a flood of refused requests costs no store call. */
   #refused (lease: Lease, retryAfterMs: number, resetMs: number, cost: number, sentAt: number): void {
     lease.refusedUntil = sentAt + Math.min(retryAfterMs, this.#ttl)
@@ -188,6 +255,9 @@ export class LeaseStore implements RateLimitStore {
 
   #spend (lease: Lease, rule: LimitRule, cost: number, now: number): Decision {
     lease.units -= cost
+    if (this.#prefetch !== false && lease.pending === undefined && lease.units <= this.#lowWater(rule) && lease.units >= 0) {
+      this.#refillAhead(lease, rule, now)
+    }
     return { allowed: true, limit: rule.limit, remaining: lease.remaining + lease.units, resetMs: Math.max(Math.ceil(lease.resetAt - now), 0), retryAfterMs: 0 }
   }
 

@@ -45,6 +45,11 @@ export class MemoryStore implements RateLimitStore, GrantSource {
     return toDecision(this.takeSync(key, rule, cost, cost), rule.limit)
   }
 
+  /** The store contract's synchronous path: memory always decides now. */
+  consumeNow (key: string, rule: LimitRule, cost: number): Decision {
+    return this.consumeSync(key, rule, cost)
+  }
+
   take (key: string, rule: LimitRule, want: number, min: number): Promise<Grant> {
     return Promise.resolve(this.takeSync(key, rule, want, min))
   }

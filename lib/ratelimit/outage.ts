@@ -89,6 +89,17 @@ export class StoreGuard {
     })
   }
 
+  /**
+   * The decision now, without a promise, when the store can give it without I/O (a lease with units left, the
+   * memory store); undefined: call consume(). Never while the store is skipped (the policy applies there).
+   */
+  consumeNow (store: RateLimitStore, key: string, rule: LimitRule, cost: number): Outcome | undefined {
+    if (this.open || store.consumeNow === undefined) return undefined
+    const d = store.consumeNow(key, rule, cost)
+    if (d !== undefined && (this.consecutive !== 0 || this.degraded)) this.success()
+    return d
+  }
+
   /** Probe at the next call (e.g. on the client's `ready`): recovery without waiting for the interval. */
   probeNow (): void { this.nextProbeAt = 0 }
 

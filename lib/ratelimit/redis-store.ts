@@ -1,33 +1,67 @@
-// The store contract over Redis: one Lua script call per decision, under a hard deadline.
-import type { Cluster, Redis } from 'ioredis'
+// The store contract over Redis. The decisions asked for in one event-loop turn leave as one script call per
+// algorithm (per hash slot on Redis Cluster), under one hard deadline: Lua runs atomically, so a batch is as
+// exact as one call per decision, and the per-command costs (ioredis command, write, timers, Redis's own
+// dispatch) are paid once per turn instead of once per request.
+import { Cluster, type Redis } from 'ioredis'
 import { ALGORITHMS, type Algorithm, type Decision, type LimitRule, type RateLimitStore } from './types.js'
-import { ALGORITHM_SUFFIX, toDecision, type Grant, type GrantSource } from './grant.js'
-import { SCRIPTS } from './scripts/index.js'
-import { withDeadline } from './deadline.js'
+import { ALGORITHM_SUFFIX, type Grant, type GrantSource } from './grant.js'
+import { REPLY_WIDTH, SCRIPTS, parsePacked } from './scripts/index.js'
+import { RateLimitStoreError } from './deadline.js'
 
 export interface RedisStoreOptions {
   /** An ioredis client (standalone, Sentinel or Cluster) owned by the caller: the store never connects or quits it. */
   client: Redis | Cluster
   /** Hard deadline of each call, ms (default 50): a late answer rejects with a RateLimitStoreError of kind `timeout`. */
   timeout?: number
+  /** Most decisions in one script call (default 128): bounds how long one call holds Redis (~2-5 µs per decision). */
+  maxBatch?: number
+  /** Duration of each script call, seconds, failed ones included (the store-duration histogram). */
+  onDuration?: (seconds: number) => void
 }
 
-type Reply = [allowed: number, remaining: number, resetMs: number, retryAfterMs: number, granted: number, epoch: number]
-type ScriptCall = (key: string, limit: number, window: number, want: number, min: number, epoch: number) => Promise<Reply>
+/** A batch script with packed arguments: one string of 5 numbers per key in, one string of 6 per key out (scripts/batch.ts). */
+type ScriptCall = (numberOfKeys: number, keys: string[], packedArgs: string) => Promise<string>
+
+/** The decisions of one script call; settled once, by the reply or by the deadline. */
+class Batch {
+  readonly keys: string[] = []
+  /** limit, window, want, least, epoch per key, separated by spaces. */
+  args = ''
+  readonly reply: Promise<number[]>
+  resolve!: (r: number[]) => void
+  reject!: (err: RateLimitStoreError) => void
+  timer: NodeJS.Timeout | undefined = undefined
+  constructor (readonly algorithm: Algorithm, readonly group: string) {
+    this.reply = new Promise<number[]>((resolve, reject) => { this.resolve = resolve; this.reject = reject })
+  }
+}
 
 export class RedisStore implements RateLimitStore, GrantSource {
   readonly timeout: number
   readonly #calls: Record<Algorithm, ScriptCall>
+  readonly #maxBatch: number
+  readonly #onDuration: ((seconds: number) => void) | undefined
+  /** Redis Cluster: keys of different hash tags may live in different slots, so batches are per tag. */
+  readonly #cluster: boolean
+  /** Batches filling in this turn: by algorithm (standalone, Sentinel) or by algorithm and hash tag (Cluster). */
+  readonly #open = new Map<string, Batch>()
+  #flushScheduled = false
   #count = 0
+  #decisions = 0
 
   constructor (opts: RedisStoreOptions) {
     this.timeout = opts.timeout ?? 50
+    this.#maxBatch = Math.max(1, opts.maxBatch ?? 128)
+    this.#onDuration = opts.onDuration
     const client = opts.client
+    // isCluster: also a Cluster of another copy of ioredis (an app's @fastify/redis)
+    this.#cluster = client instanceof Cluster || (client as { isCluster?: boolean }).isCluster === true
     const calls: Partial<Record<Algorithm, ScriptCall>> = {}
     for (const algorithm of ALGORITHMS) {
       const { command, lua } = SCRIPTS[algorithm]
-      // EVALSHA, falling back to EVAL on NOSCRIPT: heals a script cache lost to a restart or failover
-      client.defineCommand(command, { numberOfKeys: 1, lua })
+      // EVALSHA, falling back to EVAL on NOSCRIPT: heals a script cache lost to a restart or failover.
+      // No numberOfKeys: each call passes its own key count first.
+      client.defineCommand(command, { lua })
       const fn = (client as unknown as Record<string, ScriptCall>)[command]
       calls[algorithm] = fn.bind(client)
     }
@@ -39,33 +73,101 @@ export class RedisStore implements RateLimitStore, GrantSource {
     return this.#count
   }
 
+  /** Decisions (consume, take, refund) sent so far, over `calls` script calls. */
+  get decisions (): number {
+    return this.#decisions
+  }
+
   consume (key: string, rule: LimitRule, cost: number): Promise<Decision> {
-    return this.#run(key, rule, cost, cost, 0).then((g) => toDecision(g, rule.limit))
+    const limit = rule.limit
+    return this.#add(key, rule, cost, cost, 0, (r, o) => ({
+      allowed: r[o] === 1, limit, remaining: r[o + 1], resetMs: r[o + 2], retryAfterMs: r[o + 3],
+    }))
   }
 
   take (key: string, rule: LimitRule, want: number, min: number): Promise<Grant> {
-    return this.#run(key, rule, want, min, 0)
+    return this.#add(key, rule, want, min, 0, toGrant)
   }
 
   async refund (key: string, rule: LimitRule, units: number, epoch: number): Promise<void> {
-    if (units > 0) await this.#run(key, rule, -units, 0, epoch)
+    if (units > 0) await this.#add(key, rule, -units, 0, epoch, toGrant)
   }
 
-  /** Nothing to release: the connection belongs to the caller. */
-  async close (): Promise<void> {}
+  /** Send what is queued now; nothing else to release (the connection belongs to the caller). */
+  async close (): Promise<void> {
+    this.#flush()
+  }
 
-  #run (key: string, rule: LimitRule, want: number, min: number, epoch: number): Promise<Grant> {
+  /** Queue one decision into this turn's batch of its algorithm (and hash tag on Cluster); `pick` reads its reply. */
+  #add<T> (key: string, rule: LimitRule, want: number, min: number, epoch: number, pick: (r: number[], at: number) => T): Promise<T> {
+    const algorithm = rule.algorithm
+    const group = this.#cluster ? algorithm + hashTag(key) : algorithm
+    let batch = this.#open.get(group)
+    if (batch === undefined) {
+      batch = new Batch(algorithm, group)
+      // The deadline runs from the first decision queued, so none waits longer than `timeout` in all
+      const b = batch
+      b.timer = setTimeout(() => { b.reject(new RateLimitStoreError('timeout', String(this.timeout))) }, this.timeout)
+      this.#open.set(group, batch)
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true
+        // After this turn's I/O callbacks: every request read in this turn has queued its decision by then
+        setImmediate(this.#flushAll)
+      }
+    }
+    const at = batch.keys.length * REPLY_WIDTH
+    batch.keys.push(key + ALGORITHM_SUFFIX[algorithm])
+    batch.args += `${batch.args === '' ? '' : ' '}${rule.limit} ${rule.window} ${want} ${min} ${epoch}`
+    this.#decisions++
+    const reply = batch.reply.then((r) => pick(r, at))
+    if (batch.keys.length >= this.#maxBatch) this.#send(batch)
+    return reply
+  }
+
+  readonly #flushAll = (): void => {
+    this.#flushScheduled = false
+    this.#flush()
+  }
+
+  #flush (): void {
+    for (const batch of this.#open.values()) this.#send(batch)
+  }
+
+  #send (batch: Batch): void {
+    this.#open.delete(batch.group)
     this.#count++
-    let reply: Promise<Reply>
+    const onDuration = this.#onDuration
+    const t0 = onDuration === undefined ? 0 : performance.now()
+    let reply: Promise<string>
     try {
-      reply = this.#calls[rule.algorithm](key + ALGORITHM_SUFFIX[rule.algorithm], rule.limit, rule.window, want, min, epoch)
+      reply = this.#calls[batch.algorithm](batch.keys.length, batch.keys, batch.args)
     } catch (err) {
       reply = Promise.reject(err)
     }
-    return withDeadline(reply, this.timeout).then(toGrant)
+    reply.then((packed) => {
+      clearTimeout(batch.timer)
+      onDuration?.((performance.now() - t0) / 1000)
+      const r = typeof packed === 'string' ? parsePacked(packed, []) : []
+      if (r.length === batch.keys.length * REPLY_WIDTH) batch.resolve(r)
+      else batch.reject(new RateLimitStoreError('failed', 'unexpected script reply'))
+    }, (err: unknown) => {
+      clearTimeout(batch.timer)
+      onDuration?.((performance.now() - t0) / 1000)
+      batch.reject(new RateLimitStoreError('failed', (err as Error)?.message ?? String(err), err))
+    })
   }
 }
 
-function toGrant (r: Reply): Grant {
-  return { allowed: r[0] === 1, remaining: r[1], resetMs: r[2], retryAfterMs: r[3], granted: r[4], epoch: r[5] }
+function toGrant (r: number[], o: number): Grant {
+  return { allowed: r[o] === 1, remaining: r[o + 1], resetMs: r[o + 2], retryAfterMs: r[o + 3], granted: r[o + 4], epoch: r[o + 5] }
+}
+
+/** The Redis Cluster hash tag of a key: what is between the first `{` and the next `}`, if not empty (else the whole key). */
+function hashTag (key: string): string {
+  const open = key.indexOf('{')
+  if (open !== -1) {
+    const close = key.indexOf('}', open + 1)
+    if (close > open + 1) return key.slice(open + 1, close)
+  }
+  return key
 }

@@ -33,5 +33,7 @@ export interface Decision {
  */
 export interface RateLimitStore {
   consume (key: string, rule: LimitRule, cost: number): Promise<Decision>
+  /** Optional: the same decision synchronously when it needs no I/O, else undefined (then the caller calls consume). */
+  consumeNow? (key: string, rule: LimitRule, cost: number): Decision | undefined
   close? (): Promise<void>
 }

@@ -28,8 +28,7 @@ function withInjectedClock (algorithm: Algorithm): string {
   }
   cut(LUA_NOW, '\nlocal now = tonumber(ARGV[6])\n')
   if (algorithm === 'token_bucket') {
-    cut("redis.call('SET', key, back, 'PX', math.max(math.ceil(back - now), 1))", "redis.call('SET', key, back)")
-    cut("redis.call('SET', key, now + nextDebt, 'PX', math.ceil(nextDebt))", "redis.call('SET', key, now + nextDebt)")
+    cut("redis.call('SET', key, s.tat, 'PX', s.px)", "redis.call('SET', key, s.tat)")
   } else {
     cut("redis.call('PEXPIRE', key,", '-- no TTL (')
   }

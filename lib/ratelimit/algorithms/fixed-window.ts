@@ -1,4 +1,4 @@
-// fixed_window, in-memory twin of scripts/fixed-window.ts: one counter per window aligned on EPOCH_MS.
+// fixed_window, in-memory twin of scripts/window.ts: one counter per window aligned on EPOCH_MS.
 import type { Grant } from '../grant.js'
 import type { Slot } from './slot.js'
 

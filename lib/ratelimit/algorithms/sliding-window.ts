@@ -1,9 +1,9 @@
-// sliding_window, in-memory twin of scripts/sliding-window.ts: the two-window weighted counter.
+// sliding_window, in-memory twin of scripts/window.ts: the two-window weighted counter.
 //
 // estimate(t) = prev * (window - elapsed) / window + cur (Cloudflare, "How we built rate limiting
 // capable of scaling to millions of domains", 2017): the previous window's count is assumed spread
 // evenly, so the share of it still inside the sliding span [t - window, t] is weighted in.
-// Bound (proved in scripts/sliding-window.ts): in any span of d <= window ms at most
+// Bound (proved in scripts/window.ts): in any span of d <= window ms at most
 // limit * (1 + d / window) units pass (a burst at a boundary: limit, where fixed_window lets 2 * limit
 // through); over n whole windows at most n * limit.
 import type { Grant } from '../grant.js'
