@@ -3,8 +3,13 @@
 // Boot precedence of the shared config (upstreams, routes, rateLimit): the store's document wins; the
 // node's own config (the CLI's file) seeds the store only when it holds none; while Redis is down at
 // boot the node serves the snapshot of the last config it applied, else its file, and syncs once Redis
-// answers. Routes and rateLimit are compiled at boot, so they cannot change at runtime: a PUT that
-// changes them is refused, and a stored document whose routes differ from the node's is logged.
+// answers. Everything shared applies at runtime on every node, no request in flight dropped: upstreams
+// (targets, weights, strategy, hashOn, timeouts) are reconciled in place, their failover and
+// circuitBreaker options swapped (requests in flight finish on the state they started with), and the
+// routes (with their rateLimit, and rateLimit.default they inherit) become a new route table. Boot-only:
+// the limiter's own options (rateLimit.onStoreError, storeTimeout, headers, allowList, trustProxy):
+// a PUT that changes them gets 400 naming the key; a stored document that differs is logged and the
+// node keeps its own until restarted.
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -17,19 +22,23 @@ import {
 } from '../lib/cluster/index.js'
 import { ConfigError, configInput, isNormalizedConfig, validateConfig, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
+import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
+import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import type { ClusterConfig, ClusterNode, GatewayCluster, SharedConfig } from '../types/index.js'
 
 /** The keys of the config every node shares through the store. */
 export const SHARED_CONFIG_KEYS = ['upstreams', 'routes', 'rateLimit'] as const
-/** Shared keys compiled at boot (routes are registered before listen): a PUT may not change them. */
-const FROZEN_KEYS = ['routes', 'rateLimit'] as const
+/** The rate limiter's own options: read once when it registers, so a PUT may not change them (rateLimit.default may). */
+const BOOT_ONLY_RATE_LIMIT_KEYS = ['onStoreError', 'storeTimeout', 'headers', 'allowList', 'trustProxy'] as const
 
 export interface ClusterPluginOptions {
   /** The node's config (normalized or input): node and cluster settings, and the seed of the shared config. */
   config: GatewayConfig | GatewayConfigInput
   /** Maps an applied config to the load balancer's specs (the gateway passes its toUpstreamSpecs); absent: upstreams are not reconciled. */
   toUpstreamSpecs?: (config: GatewayConfig) => Record<string, UpstreamSpec>
+  /** Maps an applied config to the load balancer's failover and circuitBreaker options by upstream (the gateway passes its toFailoverSpecs); absent: not reconciled. */
+  toFailoverSpecs?: (config: GatewayConfig) => { failover: Record<string, FailoverOptions>, circuitBreaker: Record<string, CircuitBreakerOptions> }
   /** An ioredis client to use instead of `cluster.redis` (yours: not closed). Default: `fastify.redis` when registered. */
   redis?: RedisClient
   /** ms boot waits at most for Redis's first verdict, so a restarting node starts on the store's config. Default 1000; 0: no wait. */
@@ -62,7 +71,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) base = f.redis
   else if (cfg.cluster.redis !== undefined) {
     // the rate limiter's client: fail fast (its own 50 ms deadline sits on top), batched
-    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: false, coalesceWrites: true, onError: noop })
+    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: false, coalesceWrites: false, onError: noop })
     ownBase = true
   }
   // the cluster components' client: same server, longer deadlines (a loaded Redis may take > 200 ms)
@@ -108,29 +117,27 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   const userWatchers = new Set<(config: GatewayConfig, doc: ConfigDoc<SharedConfig>) => void | Promise<void>>()
 
   const effective = (shared: unknown): GatewayConfig => validateConfig({ ...perNode, ...(shared as object) })
-  /**
-   * Keys compiled at boot that `next` changes. The served routes are normalized against the new
-   * upstreams, so values a route inherits from its upstream (strategy, hashOn) do not count as changes.
-   */
-  const frozenIssues = (next: GatewayConfig, nextShared: SharedConfig): ConfigIssue[] => {
-    let served: GatewayConfig
-    try {
-      served = effective({ ...fileShared, upstreams: (nextShared as Record<string, unknown>).upstreams })
-    } catch {
-      return [{ path: 'upstreams', message: 'the routes this node serves (compiled at boot) do not fit these upstreams' }]
-    }
-    return FROZEN_KEYS.filter((k) => JSON.stringify(served[k]) !== JSON.stringify(next[k]))
-      .map((k) => ({ path: k, message: 'cannot change at runtime in this version (compiled at boot): change it in every node\'s file and restart them' }))
+  /** Boot-only keys (the rate limiter's own options, read when it registered) that `next` changes against what this node runs. */
+  const bootOnlyIssues = (next: GatewayConfig): ConfigIssue[] => {
+    const ran = cfg.rateLimit as Record<string, unknown>
+    const asked = next.rateLimit as Record<string, unknown>
+    return BOOT_ONLY_RATE_LIMIT_KEYS.filter((k) => JSON.stringify(ran[k]) !== JSON.stringify(asked[k]))
+      .map((k) => ({ path: `rateLimit.${k}`, message: 'cannot change at runtime (the rate limiter reads it at boot): change it in every node\'s file and restart them; rateLimit.default and routes[].rateLimit do change at runtime' }))
   }
 
   const apply = async (doc: ConfigDoc<SharedConfig>, initial: boolean): Promise<void> => {
     const next = effective(doc.config) // a ConfigError refuses the document: the running config stays
-    const drift = frozenIssues(next, doc.config)
+    const drift = bootOnlyIssues(next)
     if (drift.length > 0) {
-      log.warn({ version: doc.version, keys: drift.map((i) => i.path) }, 'the shared config changes keys compiled at boot: this node keeps serving its own routes and rate limits until restarted with the same file')
+      log.warn({ version: doc.version, keys: drift.map((i) => i.path) }, 'the shared config changes boot-only keys: this node keeps its own values of them until restarted with the same file')
     }
+    // upstreams first (a new route may name a new upstream), then their failover; watchers (the gateway's route table) last
     if (opts.toUpstreamSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
       fastify.loadBalancer.upstreams.reconcile(opts.toUpstreamSpecs(next))
+    }
+    if (opts.toFailoverSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
+      const f = opts.toFailoverSpecs(next)
+      fastify.loadBalancer.failover.reconcile(f.failover, f.circuitBreaker)
     }
     applied = { version: doc.version, config: doc.config, updatedAt: doc.updatedAt }
     metrics?.setConfigVersion(doc.version)
@@ -232,7 +239,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       const issues = sharedShapeIssues(shared)
       if (issues.length > 0) throw new ConfigError(issues)
       const next = effective(shared)
-      const frozen = frozenIssues(next, shared)
+      const frozen = bootOnlyIssues(next)
       if (frozen.length > 0) throw new ConfigError(frozen)
       const doc = await store.put(JSON.parse(JSON.stringify(shared)) as SharedConfig, ifMatchVersion)
       if (applied.version !== doc.version) {
@@ -257,6 +264,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     cache,
     get redisUp () { return ctx.link.up },
     redisEnabled: client !== undefined,
+    context: ctx,
     setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
   }
   fastify.decorate('cluster', decorator)

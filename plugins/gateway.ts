@@ -1,14 +1,21 @@
 import os from 'node:os'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { configInput, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { fileRouteTable } from '../lib/routes/file-routes.js'
+import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
+import { RouteTableRef } from '../lib/routes/route-table.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
+import type { LoadBalancerOptions } from '../types/index.js'
 import admin from './admin.js'
 import cluster from './cluster.js'
+import clusterHealth from './cluster-health.js'
+import discovery from './discovery.js'
 import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
 import rateLimit from './rate-limit.js'
+import responseCache from './response-cache.js'
 
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
 
@@ -28,6 +35,14 @@ export function toUpstreamSpecs (config: GatewayConfig): Record<string, Upstream
   return out
 }
 
+/** Failover and circuit-breaker options by upstream, as the load balancer (and config sync) take them. */
+export function toFailoverSpecs (config: GatewayConfig): Required<Pick<LoadBalancerOptions, 'failover' | 'circuitBreaker'>> {
+  return {
+    failover: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, u.failover])),
+    circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
+  }
+}
+
 /**
  * The umbrella: one config object (the YAML file's content, or the same object
  * in code) registers every plugin of the suite and the configured routes.
@@ -40,70 +55,41 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
-    failover: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, u.failover])),
-    circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
+    ...toFailoverSpecs(config),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
     notify: config.notifications.map((n) => n.type === 'webhook'
       ? { type: 'webhook' as const, url: n.url ?? '', timeout: n.timeout, maxQueue: n.maxQueue, headers: n.headers }
       : { type: 'log' as const }),
   })
   // after the load balancer (config sync reconciles it), before the rate limiter (it runs on gatewayRedis) and admin
-  await fastify.register(cluster, { config, toUpstreamSpecs })
+  await fastify.register(cluster, { config, toUpstreamSpecs, toFailoverSpecs })
+  // the configured routes' table: swapped right after each applied config's upstreams, before other watchers run
+  const routes = new RouteTableRef(fileRouteTable(config))
+  if (!fastify.hasRequestDecorator(kMatchedRoute)) fastify.decorateRequest(kMatchedRoute, null)
+  fastify.cluster.config.watch((next) => { routes.swap(fileRouteTable(next, routes.current)) })
   // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
   const { default: _default, ...rateLimitOptions } = config.rateLimit
   await fastify.register(rateLimit, { ...rateLimitOptions, clusterName: config.cluster.name })
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
+  await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
+  await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
+  await fastify.register(responseCache) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
 
-  // Configured routes live in their own scope: bodies stream through unparsed.
+  // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
+  // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.
   await fastify.register(async (scope) => {
     passThroughBodies(scope)
-    // a strategy the route inherits is left to the upstream, so config sync can change it at runtime
-    const rawRoutes = (configInput(config) as { routes?: Array<Record<string, unknown>> } | undefined)?.routes
-    for (const [i, route] of config.routes.entries()) {
-      const own = rawRoutes === undefined || rawRoutes[i]?.strategy !== undefined
-      const base = route.path.replace(/\/+$/, '')
-      const routeConfig = {
-        upstream: route.upstream,
-        strategy: own ? route.strategy : undefined,
-        hashOn: own || rawRoutes[i]?.hashOn !== undefined ? route.hashOn : undefined,
-        gatewayRoute: route.path,
-        failover: route.failover,
-        fallbackResponse: route.fallbackResponse,
-        rateLimit: route.rateLimit,
-      }
-      for (const url of base === '' ? ['/', '/*'] : [base, `${base}/*`]) {
-        scope.route({
-          method: route.methods ?? [...ALL_METHODS],
-          url,
-          exposeHeadRoute: false,
-          config: routeConfig,
-          handler: proxyHandler,
-        })
-      }
-    }
+    // `/*` also matches `/`; a route of its own for `/` would clash with an app's `GET /`
+    scope.route({ method: [...ALL_METHODS], url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
   })
 
-  const unimplemented = notYetImplemented(config)
-  if (unimplemented.length > 0) {
-    fastify.log.warn({ keys: unimplemented }, `configured but not implemented in this version: ${unimplemented.join(', ')}`)
-  }
 }
 
-function proxyHandler (this: FastifyInstance, _request: unknown, reply: import('fastify').FastifyReply): void {
-  reply.proxy()
-}
-
-/** Options this version validates but does not act on yet: said out loud at boot, never silently ignored. */
-export function notYetImplemented (config: GatewayConfig): string[] {
-  const keys: string[] = []
-  for (const [name, u] of Object.entries(config.upstreams)) {
-    if (u.discovery !== undefined) keys.push(`upstreams.${name}.discovery`)
-  }
-  config.routes.forEach((r, i) => {
-    if (r.cache !== undefined) keys.push(`routes[${i}].cache`)
-  })
-  return keys
+function tableHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
+  // no route of the table: the same 404 as an unknown route (the app's not-found handler)
+  if (routeConfigOf(request) === NO_ROUTE) reply.callNotFound()
+  else reply.proxy()
 }
 
 const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')

@@ -8,7 +8,7 @@ import type { Target, TargetSpec, TargetStatus, CircuitState } from '../lib/upst
 import type { FailoverOptions, FallbackResponse, FailoverRegistry } from '../lib/proxy/failover-registry.js'
 import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { Notifications, NotifierSpec } from '../lib/failover/notifier.js'
-import type { ConfigDoc, DistributedCache, NodeInfo, RedisClient, StateManager } from '../lib/cluster/index.js'
+import type { ClusterContext, ConfigDoc, DistributedCache, NodeInfo, RedisClient, StateManager } from '../lib/cluster/index.js'
 import type { GatewayConfig, GatewayConfigInput } from '../lib/config/index.js'
 
 export type { Strategy, UpstreamSpec, UpstreamTimeouts, TargetSpec, TargetStatus, CircuitState, FailoverOptions, FallbackResponse, CircuitBreakerOptions, NotifierSpec }
@@ -100,6 +100,8 @@ export interface GatewayCluster {
   readonly redisUp: boolean
   /** Whether `cluster.redis` (or a client) was configured: false means single-node, in memory. */
   readonly redisEnabled: boolean
+  /** The node's Redis link (deadlines, up/down), key builder and shared subscriber connection: for the suite's plugins (health hints, discovery). */
+  readonly context: ClusterContext
   /** What the heartbeat announces (the gateway sets draining when a drain starts). */
   setStatus (status: 'ready' | 'draining'): void
 }
