@@ -50,8 +50,10 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as 
 // never reached in a run: every request is decided, none refused (a 429 would be cheaper than a proxied answer)
 const BIG = { limit: 1_000_000_000, window: 60_000 }
 
-type Role = 'reply-from' | 'gateway' | 'exact' | 'exact-coalesce' | 'exact-unbatched' | 'lease' | 'fastify-rate-limit'
-const ROLES: Role[] = ['reply-from', 'gateway', 'exact', 'exact-coalesce', 'exact-unbatched', 'lease', 'fastify-rate-limit']
+type Role = 'reply-from' | 'gateway' | 'gateway-hook' | 'exact' | 'exact-coalesce' | 'exact-unbatched' | 'lease' | 'lease-no-headers' | 'fastify-rate-limit'
+const ROLES: Role[] = ['reply-from', 'gateway', 'gateway-hook', 'exact', 'exact-coalesce', 'exact-unbatched', 'lease', 'lease-no-headers', 'fastify-rate-limit']
+/** Diagnostic setups: run only when BENCH_ROLES names them. */
+const OPTIONAL_ROLES: Role[] = ['gateway-hook', 'lease-no-headers']
 interface ChildArgs { upstreams: string[], redis: string }
 
 // ---------------------------------------------------------------- the setups, each in its own child process
@@ -62,7 +64,7 @@ async function listen (app: FastifyInstance): Promise<number> {
 }
 
 /** The gateway as plugins/gateway.ts builds it (metrics, load balancer, one catch-all route), plus the limiter when asked. */
-async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWrites: boolean, unbatched?: boolean } | undefined): Promise<FastifyInstance> {
+async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWrites: boolean, unbatched?: boolean, headers?: 'none' } | undefined, hookOnly = false): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(metrics, {})
   await app.register(loadBalancer, {
@@ -74,7 +76,10 @@ async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWri
     const client = createRedisConnection(a.redis, { commandTimeout: 4000, coalesceWrites: true })
     await app.register(rateLimit, { redis: client, clusterName: 'bench', storeTimeout: 2000, store: new RedisStore({ client, timeout: 2000, maxBatch: 1 }) })
   } else if (limit !== undefined) {
-    await app.register(rateLimit, { redis: a.redis, clusterName: 'bench', coalesceWrites: limit.coalesceWrites, storeTimeout: 2000 })
+    await app.register(rateLimit, { redis: a.redis, clusterName: 'bench', coalesceWrites: limit.coalesceWrites, storeTimeout: 2000, headers: limit.headers })
+  } else if (hookOnly) {
+    // the limiter registered (its onRequest hook runs) but this route has no limit: what the gateway node pays
+    await app.register(rateLimit, { clusterName: 'bench' })
   }
   await app.register(async (scope) => {
     passThroughBodies(scope)
@@ -119,10 +124,12 @@ async function buildRole (role: Role, a: ChildArgs): Promise<FastifyInstance> {
     case 'reply-from': return await replyFromApp(a, false)
     case 'fastify-rate-limit': return await replyFromApp(a, true)
     case 'gateway': return await gateway(a, undefined)
+    case 'gateway-hook': return await gateway(a, undefined, true)
     case 'exact': return await gateway(a, { rule: sliding, coalesceWrites: false })
     case 'exact-coalesce': return await gateway(a, { rule: sliding, coalesceWrites: true })
     case 'exact-unbatched': return await gateway(a, { rule: sliding, coalesceWrites: true, unbatched: true })
     case 'lease': return await gateway(a, { rule: { ...sliding, mode: 'lease' }, coalesceWrites: false })
+    case 'lease-no-headers': return await gateway(a, { rule: { ...sliding, mode: 'lease' }, coalesceWrites: false, headers: 'none' })
   }
 }
 
@@ -189,6 +196,8 @@ const LABELS: Record<Role, string> = {
   'exact-coalesce': 'gateway + exact sliding_window, batched, client writes coalesced per turn',
   'exact-unbatched': 'gateway + exact sliding_window, one script call per request, writes coalesced (before)',
   lease: 'gateway + lease mode (sliding_window)',
+  'lease-no-headers': 'gateway + lease mode, headers: none (diagnostic)',
+  'gateway-hook': 'gateway + the limiter registered, no limit on the route (diagnostic)',
   'fastify-rate-limit': 'reply-from + @fastify/rate-limit, Redis store',
 }
 
@@ -228,7 +237,7 @@ async function main (): Promise<void> {
   for (const pid of [process.pid, redis.pid, ...upstreams.map((u) => u.pid)]) pin(pid, others)
   const args: ChildArgs = { upstreams: upstreams.map((u) => u.url), redis: redis.url }
   const only = env.BENCH_ROLES?.split(',').map((x) => x.trim())
-  const roles = ROLES.filter((r) => only === undefined || r === 'gateway' || only.includes(r))
+  const roles = ROLES.filter((r) => (only === undefined && !OPTIONAL_ROLES.includes(r)) || r === 'gateway' || only?.includes(r) === true)
   const setups: Setup[] = []
   for (const role of roles) setups.push({ role, label: LABELS[role], child: await startRole(role, args), runs: [], calls: [], redisCpu: [], vsGateway: [] })
   for (const s of setups) pin(s.child.pid, String(last))
