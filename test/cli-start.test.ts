@@ -4,7 +4,6 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,6 +11,7 @@ import { request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
 import { startCliNode, type CliNode } from './helpers/node.js'
+import { freePort } from './helpers/redis.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cli-start-'))
@@ -42,14 +42,6 @@ drain: { delay: 100ms, timeout: 10s }
 /** Spawn `start --config file` with the admin token in the environment; resolves once it listens. */
 async function start (file: string, env: Record<string, string> = {}): Promise<CliNode> {
   return await startCliNode(file, { env: { CLI_ADMIN_TOKEN: TOKEN, ...env } })
-}
-
-async function freePort (): Promise<number> {
-  const srv = createServer().listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const port = (srv.address() as { port: number }).port
-  await new Promise((resolve) => srv.close(resolve))
-  return port
 }
 
 t.test('start: boots from the file, proxies, and on SIGTERM finishes the request in flight and exits 0', async (t) => {

@@ -152,7 +152,8 @@ async function signalChild (child: ChildProcess, signal: NodeJS.Signals): Promis
   await exited
 }
 
-async function freePort (): Promise<number> {
+/** A port no one listens on now (the OS's choice on 127.0.0.1). */
+export async function freePort (): Promise<number> {
   const srv = createServer()
   srv.listen(0, '127.0.0.1')
   await once(srv, 'listening')

@@ -3,11 +3,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { startRedis, type RedisProcess } from './redis.js'
+import { freePort, startRedis, type RedisProcess } from './redis.js'
 
 export interface SentinelGroup {
   name: string
@@ -108,14 +107,4 @@ async function ask<T> (port: number, fn: (s: Redis) => Promise<T>): Promise<T> {
   } finally {
     s.disconnect() // Sentinel refuses QUIT (REDIS.md)
   }
-}
-
-async function freePort (): Promise<number> {
-  const srv = createServer()
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const { port } = srv.address() as { port: number }
-  srv.close()
-  await once(srv, 'close')
-  return port
 }
