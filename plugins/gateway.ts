@@ -1,7 +1,7 @@
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { fileRouteTable } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
@@ -49,7 +49,7 @@ export function toFailoverSpecs (config: GatewayConfig): Required<Pick<LoadBalan
  * A bad config fails boot with a ConfigError naming each bad key's path.
  */
 async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): Promise<void> {
-  const config = 'config' in opts && isNormalized(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
+  const config = 'config' in opts && isNormalizedConfig(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
 
   if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path })
   await fastify.register(loadBalancer, {
@@ -83,18 +83,12 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     // `/*` also matches `/`; a route of its own for `/` would clash with an app's `GET /`
     scope.route({ method: [...ALL_METHODS], url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
   })
-
 }
 
 function tableHandler (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): void {
   // no route of the table: the same 404 as an unknown route (the app's not-found handler)
   if (routeConfigOf(request) === NO_ROUTE) reply.callNotFound()
   else reply.proxy()
-}
-
-const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')
-function isNormalized (c: unknown): c is GatewayConfig {
-  return typeof c === 'object' && c !== null && (c as Record<symbol, unknown>)[kNormalized] === true
 }
 
 // Fastify's register() options may carry its own keys; they are not gateway config.

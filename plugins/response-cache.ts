@@ -13,7 +13,7 @@ import { GatewayError } from '../lib/errors.js'
 import { captureBody, decodeValue, isUnsafe, onlyIfCached, requestBypass, ResponseCache, storedHeaders, storeDecision, type CachedResponse, type Lookup } from '../lib/cache/index.js'
 import { DistributedCache, createClusterContext, type ClusterContext } from '../lib/cluster/index.js'
 import { parseDuration } from '../lib/config/duration.js'
-import { routeConfigOf } from '../lib/routes/route-config.js'
+import { kRouteTable, routeConfigOf } from '../lib/routes/route-config.js'
 
 export interface ResponseCachePluginOptions {
   /** Answers (and remembered versions) held in this node's memory. Default 10000. */
@@ -97,7 +97,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
 
   fastify.decorateRequest(kState, null)
 
-  fastify.addHook('preHandler', function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const plan = planOf(routeConfigOf(request))
     if (plan === null) { done(); return }
     const method = request.method
@@ -118,7 +118,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
       if (hit === undefined) miss(request, reply, done)
       else serve(request, reply, st, hit)
     }, () => { miss(request, reply, done) })
-  })
+  }
 
   function miss (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (request.headers['cache-control'] === undefined || !onlyIfCached(request.headers)) { done(); return }
@@ -127,7 +127,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     reply.code(err.statusCode).send(err.toJSON())
   }
 
-  fastify.addHook('onSend', function store (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
+  function store (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
     const st = (request as CachedRequest)[kState]
     if (st === null || st.hit) { done(null, payload); return }
     if (!st.safe) {
@@ -154,6 +154,15 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     })
     pipeline(payload, tap, noop)
     done(null, tap)
+  }
+
+  // Only routes that can cache pay for the hooks: the gateway's route table (its entries may gain a
+  // `cache` at run time) and routes declared after this plugin with `config.cache`.
+  fastify.addHook('onRoute', (route) => {
+    const config = route.config as Record<string | symbol, unknown> | undefined
+    if (config === undefined || (config[kRouteTable] === undefined && config.cache === undefined)) return
+    route.preHandler = withHook(route.preHandler, lookup)
+    route.onSend = withHook(route.onSend, store)
   })
 
   fastify.decorate<ResponseCacheDecorator>('responseCache', {
@@ -196,3 +205,8 @@ export const responseCache = fp(responseCachePlugin, {
   name: 'fastify-ha-gateway-response-cache',
 })
 export default responseCache
+
+function withHook<T> (existing: T | T[] | undefined, hook: T): T[] {
+  if (existing === undefined) return [hook]
+  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
+}
