@@ -8,7 +8,14 @@
 //      BENCH_PIN=0: do not pin (default: proxies on the last CPU, everything else on the others, as PEERS.md's final run);
 //      BENCH_RATE=<req/s>: a fixed request rate instead of as fast as possible; then compare CPU µs/req, which a
 //      loaded machine disturbs far less than throughput;
-//      BENCH_ROLES=gateway,exact,...: run only these setups (gateway is always in);
+//      BENCH_ROLES=gateway,exact,...: run only these setups (gateway is always in); diagnostic setups, run only when
+//        named: gateway-twin (a second no-limit process: the process-to-process spread), gateway-hook (limiter, no
+//        limit), gateway-hook-redis (the same with its Redis connection), memory (in-memory sliding window),
+//        lease-no-headers, lease-free (the lease process, loaded on a route with no limit);
+//      BENCH_CONCURRENT=1: each setup runs at the same time as the no-limit gateway, both on the proxy CPU, so the
+//        scheduler gives each half of it: the req/s ratio is the ratio of CPU per request, and what else loads the
+//        machine meanwhile loads both alike (pairs spread ~±2 % instead of ~±15 %);
+//      BENCH_FRESH=1: new processes and a new warm-up for every round;
 //      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact`, `lease` and `gateway`, and where the µs go.
 //   node --import tsx bench/ratelimit.ts --store: the store alone, CPU µs per decision, batched vs one call each.
 // Redis calls per request: script calls (EVAL/EVALSHA, from INFO commandstats) over each run / requests answered.
@@ -42,6 +49,11 @@ const ROUNDS = Number(env.BENCH_ROUNDS ?? 5)
 const WARMUP = Number(env.BENCH_WARMUP ?? 4)
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const RATE = Number(env.BENCH_RATE ?? 0)
+// BENCH_CONCURRENT=1: each setup runs at the same time as the no-limit gateway, both pinned to the same CPU
+const CONCURRENT = env.BENCH_CONCURRENT === '1'
+// BENCH_FRESH=1: new processes (and a new warm-up) for every round: a process keeps what its JIT made of its warm-up
+// (and its memory layout) for life, which shifts one process against another by several % on this machine
+const FRESH = env.BENCH_FRESH === '1'
 // PEERS.md's pinned layout: the proxy under test alone on the last CPU; load generator, upstreams and Redis on the others
 const PIN = env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
 const PROFILE = process.argv.includes('--profile') || env.BENCH_PROFILE === '1'
@@ -50,10 +62,10 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as 
 // never reached in a run: every request is decided, none refused (a 429 would be cheaper than a proxied answer)
 const BIG = { limit: 1_000_000_000, window: 60_000 }
 
-type Role = 'reply-from' | 'gateway' | 'gateway-hook' | 'exact' | 'exact-coalesce' | 'exact-unbatched' | 'lease' | 'lease-no-headers' | 'fastify-rate-limit'
-const ROLES: Role[] = ['reply-from', 'gateway', 'gateway-hook', 'exact', 'exact-coalesce', 'exact-unbatched', 'lease', 'lease-no-headers', 'fastify-rate-limit']
+type Role = 'reply-from' | 'gateway' | 'gateway-twin' | 'lease-free' | 'gateway-hook' | 'gateway-hook-redis' | 'memory' | 'exact' | 'exact-coalesce' | 'exact-unbatched' | 'lease' | 'lease-no-headers' | 'fastify-rate-limit'
+const ROLES: Role[] = ['reply-from', 'gateway', 'gateway-twin', 'lease-free', 'gateway-hook', 'gateway-hook-redis', 'memory', 'exact', 'exact-coalesce', 'exact-unbatched', 'lease', 'lease-no-headers', 'fastify-rate-limit']
 /** Diagnostic setups: run only when BENCH_ROLES names them. */
-const OPTIONAL_ROLES: Role[] = ['gateway-hook', 'lease-no-headers']
+const OPTIONAL_ROLES: Role[] = ['gateway-twin', 'lease-free', 'gateway-hook', 'gateway-hook-redis', 'memory', 'lease-no-headers']
 interface ChildArgs { upstreams: string[], redis: string }
 
 // ---------------------------------------------------------------- the setups, each in its own child process
@@ -64,7 +76,7 @@ async function listen (app: FastifyInstance): Promise<number> {
 }
 
 /** The gateway as plugins/gateway.ts builds it (metrics, load balancer, one catch-all route), plus the limiter when asked. */
-async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWrites: boolean, unbatched?: boolean, headers?: 'none' } | undefined, hookOnly = false): Promise<FastifyInstance> {
+async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWrites: boolean, unbatched?: boolean, headers?: 'none', memory?: boolean } | undefined, hookOnly = false): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
   await app.register(metrics, {})
   await app.register(loadBalancer, {
@@ -75,6 +87,8 @@ async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWri
     // one script call per decision, on a client that coalesces its writes per turn (the store as first shipped)
     const client = createRedisConnection(a.redis, { commandTimeout: 4000, coalesceWrites: true })
     await app.register(rateLimit, { redis: client, clusterName: 'bench', storeTimeout: 2000, store: new RedisStore({ client, timeout: 2000, maxBatch: 1 }) })
+  } else if (limit?.memory === true) {
+    await app.register(rateLimit, { clusterName: 'bench', headers: limit.headers })
   } else if (limit !== undefined) {
     await app.register(rateLimit, { redis: a.redis, clusterName: 'bench', coalesceWrites: limit.coalesceWrites, storeTimeout: 2000, headers: limit.headers })
   } else if (hookOnly) {
@@ -90,6 +104,12 @@ async function gateway (a: ChildArgs, limit: { rule: RouteRateLimit, coalesceWri
         handler: (_req, reply) => reply.proxy(),
       })
     }
+    // the same, never limited (role lease-free loads it)
+    scope.route({
+      method: [...METHODS], url: '/free/*', exposeHeadRoute: false,
+      config: { upstream: 'u', gatewayRoute: '/free', rateLimit: [] },
+      handler: (_req, reply) => reply.proxy(),
+    })
   })
   return app
 }
@@ -124,7 +144,11 @@ async function buildRole (role: Role, a: ChildArgs): Promise<FastifyInstance> {
     case 'reply-from': return await replyFromApp(a, false)
     case 'fastify-rate-limit': return await replyFromApp(a, true)
     case 'gateway': return await gateway(a, undefined)
+    case 'gateway-twin': return await gateway(a, undefined)
+    case 'lease-free': return await gateway(a, { rule: { ...sliding, mode: 'lease' }, coalesceWrites: false })
     case 'gateway-hook': return await gateway(a, undefined, true)
+    case 'gateway-hook-redis': return await gateway(a, { rule: [], coalesceWrites: false })
+    case 'memory': return await gateway(a, { rule: sliding, coalesceWrites: false, memory: true })
     case 'exact': return await gateway(a, { rule: sliding, coalesceWrites: false })
     case 'exact-coalesce': return await gateway(a, { rule: sliding, coalesceWrites: true })
     case 'exact-unbatched': return await gateway(a, { rule: sliding, coalesceWrites: true, unbatched: true })
@@ -181,7 +205,7 @@ async function startRole (role: Role, a: ChildArgs): Promise<BenchChild> {
       if (!('type' in m)) return
       clearTimeout(timer)
       proc.off('message', onReady)
-      if (m.type === 'ready') resolve(new BenchChild(role, proc, m.port, m.info))
+      if (m.type === 'ready') resolve(new BenchChild(role, proc, m.port, m.info, role === 'lease-free' ? '/free/x' : ''))
       else { proc.kill('SIGKILL'); reject(new Error(`${role}: ${m.message}`)) }
     })
   })
@@ -197,6 +221,10 @@ const LABELS: Record<Role, string> = {
   'exact-unbatched': 'gateway + exact sliding_window, one script call per request, writes coalesced (before)',
   lease: 'gateway + lease mode (sliding_window)',
   'lease-no-headers': 'gateway + lease mode, headers: none (diagnostic)',
+  'lease-free': 'the lease-mode process, on a route with no limit (diagnostic)',
+  'gateway-twin': 'gateway, no limit, a second process (diagnostic: process-to-process spread)',
+  'gateway-hook-redis': 'gateway + the limiter registered with its Redis connection, no limit on the route (diagnostic)',
+  memory: 'gateway + sliding_window in memory, no Redis (diagnostic)',
   'gateway-hook': 'gateway + the limiter registered, no limit on the route (diagnostic)',
   'fastify-rate-limit': 'reply-from + @fastify/rate-limit, Redis store',
 }
@@ -240,16 +268,24 @@ async function main (): Promise<void> {
   const roles = ROLES.filter((r) => (only === undefined && !OPTIONAL_ROLES.includes(r)) || r === 'gateway' || only?.includes(r) === true)
   const setups: Setup[] = []
   for (const role of roles) setups.push({ role, label: LABELS[role], child: await startRole(role, args), runs: [], calls: [], redisCpu: [], vsGateway: [] })
-  for (const s of setups) pin(s.child.pid, String(last))
   if (PIN) console.log(`pinned: each proxy on CPU ${last}; load generator, upstreams and Redis on CPU ${others} (BENCH_PIN=0 to not pin)`)
-  try {
+  /** Pin, check and warm up every setup's process (all of them new when `restart`). */
+  const prepare = async (restart: boolean): Promise<void> => {
+    if (restart) {
+      await Promise.all(setups.map(async (s) => await s.child.stop()))
+      for (const s of setups) s.child = await startRole(s.role, args)
+    }
+    for (const s of setups) pin(s.child.pid, String(last))
     for (const s of setups) {
       const res = await fetch(s.child.url + '/bench')
       const text = await res.text()
       if (res.status !== 200 || text !== BODY) throw new Error(`${s.role}: unexpected answer ${res.status} ${text.slice(0, 200)}`)
       await load({ url: s.child.url, connections: CONNECTIONS, duration: WARMUP })
     }
-    console.log(`warm-up done; ${conditions()}\n`)
+    console.log(`warm-up done${restart ? ' (new processes)' : ''}; ${conditions()}`)
+  }
+  try {
+    await prepare(false)
     // every setup runs right next to a run of the no-limit gateway (before or after it, alternating), so each
     // ratio compares two runs seconds apart: this shared machine's load drifts over tens of seconds
     const gw = by(setups, 'gateway')
@@ -261,7 +297,7 @@ async function main (): Promise<void> {
       s.calls.push(calls)
       s.redisCpu.push(cpu)
       console.log(`round ${r + 1}/${ROUNDS} ${s.role.padEnd(18)} ${fmt(run.rps).padStart(7)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms  ` +
-        `${fmt(run.cpuPerReq, 1)} µs CPU/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
+        `${fmt(run.cpuPerReq, 1)} µs CPU/req  CPU ${run.cpuPct.toFixed(0)}%  GC ${run.gcPerReq.toFixed(1)} µs/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
     }
     const one = async (s: Setup, r: number): Promise<RunResult> => {
       const before = await scriptCalls(admin)
@@ -270,9 +306,22 @@ async function main (): Promise<void> {
       record(s, r, run, (await scriptCalls(admin) - before) / run.completed, (await redisCpu(admin) - cpu0) / run.completed)
       return run
     }
+    /** Both at once, on the same CPU: the scheduler gives each half of it, so the req/s ratio is the ratio of CPU per request, and whatever else loads the machine meanwhile loads both alike. */
+    const both = async (s: Setup, r: number): Promise<void> => {
+      const before = await scriptCalls(admin)
+      const cpu0 = await redisCpu(admin)
+      const [a, b] = await Promise.all([run1(s), run1(gw)])
+      const calls = (await scriptCalls(admin) - before) / a.completed
+      const rcpu = (await redisCpu(admin) - cpu0) / a.completed
+      record(s, r, a, calls, rcpu)
+      record(gw, r, b, 0, 0)
+      s.vsGateway.push({ rps: a.rps / b.rps, cpu: a.cpuPerReq / b.cpuPerReq })
+    }
     for (let r = 0; r < ROUNDS; r++) {
+      if (FRESH && r > 0) await prepare(true)
       for (let k = 0; k < others.length; k++) {
         const s = others[(r + k) % others.length]
+        if (CONCURRENT) { await both(s, r); continue }
         const gwFirst = (r + k) % 2 === 0
         const a = gwFirst ? await one(gw, r) : undefined
         const run = await one(s, r)

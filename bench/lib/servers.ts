@@ -39,8 +39,12 @@ export class BenchChild {
   private seq = 0
   private readonly waiting = new Map<number, (m: Extract<ChildReply, { id: number }>) => void>()
 
-  constructor (name: string, proc: ChildProcess, port: number, info: string) {
+  /** Path every load run and check requests (default ''). */
+  readonly path: string
+
+  constructor (name: string, proc: ChildProcess, port: number, info: string, path = '') {
     this.name = name
+    this.path = path
     this.proc = proc
     this.port = port
     this.info = info
@@ -53,7 +57,7 @@ export class BenchChild {
     })
   }
 
-  get url (): string { return `http://127.0.0.1:${this.port}` }
+  get url (): string { return `http://127.0.0.1:${this.port}${this.path}` }
   get pid (): number { return this.proc.pid ?? -1 }
 
   private ask (op: ChildRequest['op'], arg?: string): Promise<Extract<ChildReply, { id: number }>> {
