@@ -87,9 +87,15 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
   /** Proxy the request of `reply` to `entry` on `plan` (the plugin resolved both). */
   proxy (reply: FromReply, plan: RoutePlan, entry: UpstreamEntry): void {
     const request = reply.request
+    const raw = reply.raw as ServerResponse & Stated
+    if (raw[kProxy] != null || reply.sent) {
+      // a second reply.proxy() on one request (an app bug): the first one answers; a second state would send the
+      // request twice and never give back its retry-budget slot
+      reply.log.warn({ upstream: plan.upstreamName }, 'reply.proxy() called again on a request already proxied or answered: ignored')
+      return
+    }
     const st = new ProxyState(plan, reply, this.fromOptions)
     request[kProxy] = st
-    const raw = reply.raw as ServerResponse & Stated
     raw[kProxy] = st
     raw.on('close', this.onRawClose)
     st.startedAt = Date.now()

@@ -25,6 +25,7 @@ export interface ProxyReply {
   readonly raw: ServerResponse
   readonly sent: boolean
   readonly elapsedTime: number
+  readonly log: { warn (obj: object, msg: string): void }
   code (statusCode: number): unknown
   type (contentType: string): unknown
   headers (values: Record<string, string>): unknown

@@ -3,7 +3,10 @@
 // start ramp and with most targets out, and (over real sockets) a finished request leaving nothing
 // linked to it.
 import t from 'tap'
+import Fastify from 'fastify'
 import { Registry } from 'prom-client'
+import metrics from '../../plugins/metrics.js'
+import loadBalancer from '../../plugins/load-balancer.js'
 import { stripHopByHop, withoutHopByHop, type HeaderBag } from '../../lib/proxy/headers.js'
 import { createProxyMetrics, DURATION_BUCKETS } from '../../lib/metrics/proxy-metrics.js'
 import { UpstreamRegistry } from '../../lib/upstream/registry.js'
@@ -129,4 +132,29 @@ t.test('a finished request leaves nothing linked to it: its tries drop owner, ca
     t.equal(a.statusCode, 200, 'the outcome stays readable')
   }
   t.equal(app.loadBalancer.upstreams.get('u')!.pool.targets[0].inFlight, 0)
+})
+
+t.test('reply.proxy() twice on one request: the first answers, the upstream sees one request, no budget slot is kept', async (t) => {
+  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { logs.push(line) } } } })
+  const logs: string[] = []
+  t.teardown(() => app.close())
+  await app.register(metrics, { defaultMetrics: false })
+  await app.register(loadBalancer, { upstreams: { u: { targets: [{ id: 'a', url: up.url }] } } })
+  app.get('/twice', { config: { upstream: 'u' } }, (_req, reply) => { reply.proxy(); return reply.proxy() })
+  app.get('/after', { config: { upstream: 'u' } }, async (_req, reply) => {
+    await reply.proxy()
+    await new Promise((resolve) => setTimeout(resolve, 30)) // answered by then
+    reply.proxy()
+  })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const before = (await up.stats()).requests
+  for (let i = 0; i < 3; i++) t.equal((await get(`${url}/twice`)).status, 200)
+  t.equal((await get(`${url}/after`)).status, 200)
+  await new Promise((resolve) => setTimeout(resolve, 80))
+  t.equal((await up.stats()).requests - before, 4, 'one upstream request per client request')
+  const entry = app.loadBalancer.upstreams.get('u')!
+  t.equal(app.loadBalancer.failover.get(entry).budget.active, 0, 'every retry-budget slot given back')
+  t.equal(entry.pool.targets[0].inFlight, 0)
+  t.equal(logs.filter((l) => l.includes('reply.proxy() called again')).length, 4, 'each second call is logged')
 })
