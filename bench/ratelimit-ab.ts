@@ -51,6 +51,8 @@ interface PathSetup {
   rule: RouteRateLimit
   limiter?: (a: ChildArgs, scope: FastifyInstance) => Partial<RateLimitPluginOptions>
   headers?: Record<string, string>
+  /** Set `headers` on the raw ServerResponse (res.setHeader) instead of through reply.header. */
+  raw?: boolean
 }
 const ALLOWED: Decided = { allowed: true, limit: BIG.limit, remaining: 1e8, resetMs: 60_000, retryAfterMs: 0 }
 
@@ -90,7 +92,10 @@ const PATHS: PathSetup[] = [
   // what the headers cost: no limiter, an onRequest hook setting headers of lease's names and sizes
   { path: 'hdr', about: 'two static headers of the limiter\'s sizes', rule: [], headers: { 'ratelimit-policy': '"1000000000-per-1m";q=1000000000;w=60', ratelimit: '"1000000000-per-1m";r=999999999;t=60' } },
   { path: 'hdrD', about: 'the same, RateLimit built per request', rule: [], headers: { 'ratelimit-policy': '"1000000000-per-1m";q=1000000000;w=60', ratelimit: 'DYNAMIC' } },
+  { path: 'hdrRaw', about: 'the two static headers through res.setHeader', rule: [], raw: true, headers: { 'ratelimit-policy': '"1000000000-per-1m";q=1000000000;w=60', ratelimit: '"1000000000-per-1m";r=999999999;t=60' } },
   { path: 'hdr1', about: 'one one-byte header', rule: [], headers: { 'x-a': '1' } },
+  { path: 'hdr2', about: 'two one-byte headers', rule: [], headers: { 'x-a': '1', 'x-b': '2' } },
+  { path: 'hdr1L', about: 'one header of both headers\' length', rule: [], headers: { 'x-a': '"1000000000-per-1m";q=1000000000;w=60, "1000000000-per-1m";r=999999999;t=60' } },
 ]
 
 async function child (a: ChildArgs): Promise<void> {
@@ -108,8 +113,13 @@ async function child (a: ChildArgs): Promise<void> {
       if (h !== undefined) {
         const entries = Object.entries(h)
         let n = 999_999_999
+        const raw = p.raw === true
         scope.addHook('onRequest', (_req, reply, done) => {
-          for (const [k, v] of entries) reply.header(k, v === 'DYNAMIC' ? `"1000000000-per-1m";r=${--n};t=60` : v)
+          for (const [k, v] of entries) {
+            const value = v === 'DYNAMIC' ? `"1000000000-per-1m";r=${--n};t=60` : v
+            if (raw) reply.raw.setHeader(k, value)
+            else reply.header(k, value)
+          }
           done()
         })
       }

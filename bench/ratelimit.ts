@@ -16,6 +16,8 @@
 //        scheduler gives each half of it: the req/s ratio is the ratio of CPU per request, and what else loads the
 //        machine meanwhile loads both alike (pairs spread ~±2 % instead of ~±15 %);
 //      BENCH_FRESH=1: new processes and a new warm-up for every round;
+//      BENCH_PREWARM=<s>: unmeasured load on a setup right before each of its measured runs (default 2; 0: none, as
+//        before session 3: then setups idle for tens of seconds between their runs came back cold and read 5-20 % slow);
 //      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact`, `lease` and `gateway`, and where the µs go.
 //   node --import tsx bench/ratelimit.ts --store: the store alone, CPU µs per decision, batched vs one call each.
 // Redis calls per request: script calls (EVAL/EVALSHA, from INFO commandstats) over each run / requests answered.
@@ -54,6 +56,8 @@ const CONCURRENT = env.BENCH_CONCURRENT === '1'
 // BENCH_FRESH=1: new processes (and a new warm-up) for every round: a process keeps what its JIT made of its warm-up
 // (and its memory layout) for life, which shifts one process against another by several % on this machine
 const FRESH = env.BENCH_FRESH === '1'
+// s of unmeasured load right before each measured run (0: none)
+const PREWARM = Number(env.BENCH_PREWARM ?? 2)
 // PEERS.md's pinned layout: the proxy under test alone on the last CPU; load generator, upstreams and Redis on the others
 const PIN = env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
 const PROFILE = process.argv.includes('--profile') || env.BENCH_PROFILE === '1'
@@ -292,6 +296,11 @@ async function main (): Promise<void> {
     const others = setups.filter((s) => s !== gw)
     const run1 = async (s: Setup): Promise<RunResult> =>
       RATE > 0 ? await measureAtRate(s.child, RATE) : await measure(s.child, { url: s.child.url, connections: CONNECTIONS, duration: DURATION })
+    // A setup idle while the others ran (tens of seconds in a full roster) comes back cold, while the no-limit
+    // gateway, in every pair, never cools: unmeasured load right before each measured run makes both sides hot.
+    const prewarm = async (s: Setup): Promise<void> => {
+      if (PREWARM > 0) await load({ url: s.child.url, connections: CONNECTIONS, duration: PREWARM })
+    }
     const record = (s: Setup, r: number, run: RunResult, calls: number, cpu: number): void => {
       s.runs.push(run)
       s.calls.push(calls)
@@ -300,6 +309,7 @@ async function main (): Promise<void> {
         `${fmt(run.cpuPerReq, 1)} µs CPU/req  CPU ${run.cpuPct.toFixed(0)}%  GC ${run.gcPerReq.toFixed(1)} µs/req  Redis calls/req ${calls.toFixed(3)}${run.bad > 0 ? `  !! ${run.bad} errors/non-2xx` : ''}  [${conditions()}]`)
     }
     const one = async (s: Setup, r: number): Promise<RunResult> => {
+      await prewarm(s)
       const before = await scriptCalls(admin)
       const cpu0 = await redisCpu(admin)
       const run = await run1(s)
@@ -308,6 +318,7 @@ async function main (): Promise<void> {
     }
     /** Both at once, on the same CPU: the scheduler gives each half of it, so the req/s ratio is the ratio of CPU per request, and whatever else loads the machine meanwhile loads both alike. */
     const both = async (s: Setup, r: number): Promise<void> => {
+      await Promise.all([prewarm(s), prewarm(gw)])
       const before = await scriptCalls(admin)
       const cpu0 = await redisCpu(admin)
       const [a, b] = await Promise.all([run1(s), run1(gw)])
