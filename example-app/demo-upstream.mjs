@@ -1,7 +1,7 @@
 // A demo upstream (also the one the tests start), run as its own process. Prints one JSON line
 // {port, id} when listening. Behaviour is set by env (UPSTREAM_ID, UPSTREAM_PORT, UPSTREAM_DELAY,
 // UPSTREAM_STATUS) and changed at run time with POST /__control {status, delay, healthStatus, healthFlap}.
-// GET /__stats gives counters. Paths: /slow/<ms>, /status/<code>, /big/<bytes>, /hop; anything else echoes.
+// GET /__stats gives counters. Paths: /slow/<ms>, /status/<code>, /big/<bytes>, /truncate/<bytes>, /hop; anything else echoes.
 import http from 'node:http'
 import { createHash } from 'node:crypto'
 
@@ -63,6 +63,15 @@ const server = http.createServer((req, res) => {
         finished = true
         stats.completed++
         return res.end('hop')
+      }
+      const cut = /\/truncate\/(\d+)/.exec(url.pathname)
+      if (cut) {
+        // declares n bytes, sends half, then drops the connection: an upstream dying in the middle of a body
+        const n = Number(cut[1])
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n })
+        res.write(Buffer.alloc(Math.floor(n / 2), 7))
+        setTimeout(() => { finished = true; stats.completed++; res.destroy() }, 20)
+        return
       }
       const bigMatch = /\/big\/(\d+)/.exec(url.pathname)
       if (bigMatch) {

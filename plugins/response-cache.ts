@@ -137,16 +137,24 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
       return
     }
     reply.header('x-cache', 'MISS')
-    // only an upstream's answer (a stream) is stored: not a fallback, not an error of the gateway
-    if (!st.store || !isStream(payload)) { done(null, payload); return }
+    // only an upstream's answer is stored (a stream, or a small body the proxy took whole: lib/proxy/respond.ts
+    // wholeBody), not a fallback or an error of the gateway (strings)
+    const whole = Buffer.isBuffer(payload)
+    if (!st.store || !(whole || isStream(payload))) { done(null, payload); return }
     const now = Date.now()
     const headers = reply.getHeaders()
     const decision = storeDecision(reply.statusCode, headers, st.plan.ttl, now)
-    const length = Number(headers['content-length'] ?? 0)
+    const length = whole ? payload.length : Number(headers['content-length'] ?? 0)
     if (decision === undefined || length > maxBodySize) { done(null, payload); return }
     const status = reply.statusCode
     const kept = storedHeaders(headers)
     const reqHeaders = request.headers
+    if (whole) {
+      cache.store(st, reqHeaders, decision.vary, { status, headers: kept, body: payload, storedAt: now, age: decision.age, expiresAt: now + decision.ttl })
+        .catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
+      done(null, payload)
+      return
+    }
     const tap = captureBody(maxBodySize, (body) => {
       if (body === undefined) return
       cache.store(st, reqHeaders, decision.vary, { status, headers: kept, body, storedAt: now, age: decision.age, expiresAt: now + decision.ttl })

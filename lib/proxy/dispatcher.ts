@@ -99,6 +99,14 @@ function onBodyClose (this: TrackedBody): void {
   if (attempt !== undefined) finish(attempt)
 }
 
+/**
+ * The body was read to its end by the proxy (a small body taken whole): the try is over now, before the reply
+ * goes out, so the client's response closing first can never count it as aborted. Its later 'close' does nothing.
+ */
+export function bodyRead (body: object): void {
+  onBodyClose.call(body as TrackedBody)
+}
+
 function onBodyError (this: TrackedBody, e: Error): void {
   const attempt = this[kAttempt]
   if (attempt !== undefined) attempt.error ??= e

@@ -13,11 +13,11 @@ import type { Target } from '../upstream/target.js'
 import { Attempt, PASS, DROP, RETRY, FALLBACK } from './attempt.js'
 import { bufferBody } from './body.js'
 import { classifyError, upstreamError } from './classify.js'
-import { TrackingDispatcher, type AttemptObserver } from './dispatcher.js'
+import { TrackingDispatcher, bodyRead, type AttemptObserver } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
 import { FailoverFlow, type TryRunner } from './failover-flow.js'
 import { setForwarded, stripHopByHop, withoutHopByHop, type HeaderBag } from './headers.js'
-import { discard, sendError } from './respond.js'
+import { discard, sendError, takeWhole, type UpstreamBody } from './respond.js'
 import { ProxyState, BUFFERED, STREAMED, type ProxyReply, type ProxyRequest, type RoutePlan } from './state.js'
 
 /** Where a request's ProxyState hangs: on the request (reply-from's callbacks get it) and on the raw response. */
@@ -26,7 +26,8 @@ export const kProxy = Symbol('fastify-ha-gateway.proxy')
 type Stated = { [kProxy]?: ProxyState | null }
 type FromRequest = ProxyRequest & Stated & { headers: Record<string, string | string[] | undefined> }
 type FromReply = ProxyReply & { request: FromRequest }
-type UpstreamResponse = { stream: NodeJS.ReadableStream & { destroy?: () => void, dump?: () => Promise<void> } }
+type UpstreamResponse = { stream: NodeJS.ReadableStream & UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> } }
+const WHOLE = process.env.FHG_BENCH_STREAM_ALL !== '1' // measuring only (bench): stream every body, as before
 
 export interface ProxyEngineDeps {
   upstreams: UpstreamRegistry
@@ -177,13 +178,28 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     const a = st?.responding
     if (st == null || a === undefined || a.verdict === PASS) {
       if (st != null) st.responding = undefined
-      reply.send(res.stream)
+      const body = res.stream
+      if (WHOLE && takeWhole(body, reply)) {
+        body.bytes!().then((u8) => {
+          bodyRead(body)
+          if (!reply.sent && !reply.raw.destroyed) reply.send(Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength))
+        }, (err: Error) => { this.bodyFailed(reply, err, st?.plan.upstreamName ?? '') })
+        return
+      }
+      reply.send(body)
       return
     }
     st.responding = undefined
     discard(res.stream)
     if (a.verdict === RETRY) this.flow.next(st, a.retryDelay)
     else if (a.verdict === FALLBACK) this.flow.answerStatic(st)
+  }
+
+  /** The upstream failed in the middle of a body taken whole: nothing reached the client yet, so it gets a 502, not half a body. */
+  private bodyFailed (reply: FromReply, error: Error, upstream: string): void {
+    if (reply.sent || reply.raw.destroyed) return
+    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name) // the upstream's, for the body that never came
+    sendError(reply, upstreamError(classifyError(error), upstream, error))
   }
 
   private onError (reply: FromReply, error: Error): void {

@@ -1,4 +1,4 @@
-// Answers the proxy gives itself (errors, the static fallback) and dropping an upstream response.
+// Answers the proxy gives itself (errors, the static fallback), small upstream bodies taken whole, and dropping an upstream response.
 import type { GatewayError } from '../errors.js'
 import type { FallbackResponse } from './failover-registry.js'
 import type { ProxyReply } from './state.js'
@@ -28,4 +28,26 @@ export function sendStatic (reply: ProxyReply, fr: FallbackResponse): void {
 export function discard (stream: { destroy?: () => void, dump?: () => Promise<void> }): void {
   if (typeof stream.dump === 'function') stream.dump().catch(() => {})
   else stream.destroy?.()
+}
+
+/** Largest upstream body the proxy sends as one buffer instead of piping it. */
+export const WHOLE_BODY_MAX = 16 * 1024
+
+/** An undici response body: a Readable that can also be read whole. */
+export interface UpstreamBody {
+  bytes?: () => Promise<Uint8Array>
+}
+
+/**
+ * Whether to read an upstream body whole and send it as one buffer: declared by Content-Length, at most
+ * WHOLE_BODY_MAX bytes, with a Content-Type (Fastify would add one to a buffer), not a HEAD, and an undici body
+ * (`bytes()`). A buffer reply skips the stream machinery (pipe, end-of-stream listeners on both streams, one
+ * `setHeader` per header): bench figures in BENCHMARKS.md. Larger, unsized or slower bodies stream as before.
+ */
+export function takeWhole (body: UpstreamBody, reply: ProxyReply): boolean {
+  if (typeof body.bytes !== 'function' || reply.request.method === 'HEAD') return false
+  const declared = reply.getHeader('content-length')
+  if (declared === undefined || reply.getHeader('content-type') === undefined) return false
+  const len = Number(declared)
+  return len > 0 && len <= WHOLE_BODY_MAX
 }

@@ -30,6 +30,8 @@ export interface ProxyReply {
   type (contentType: string): unknown
   headers (values: Record<string, string>): unknown
   removeHeader (name: string): unknown
+  getHeader (name: string): unknown
+  getHeaders (): Record<string, unknown>
   send (payload?: unknown): unknown
   from (source?: string, opts?: never): unknown
 }

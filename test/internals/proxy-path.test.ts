@@ -158,3 +158,50 @@ t.test('reply.proxy() twice on one request: the first answers, the upstream sees
   t.equal(entry.pool.targets[0].inFlight, 0)
   t.equal(logs.filter((l) => l.includes('reply.proxy() called again')).length, 4, 'each second call is logged')
 })
+
+t.test('a small upstream answer already in goes out as one buffer; a large one, a HEAD and a slow one stream, bytes intact', async (t) => {
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  await app.register(metrics, { defaultMetrics: false })
+  await app.register(loadBalancer, { upstreams: { u: { targets: [{ id: 'a', url: up.url }] } } })
+  const kinds: string[] = []
+  app.addHook('onSend', async (_req, _reply, payload) => {
+    kinds.push(Buffer.isBuffer(payload) ? 'buffer' : typeof (payload as { pipe?: unknown })?.pipe === 'function' ? 'stream' : typeof payload)
+    return payload
+  })
+  app.route({ method: ['GET', 'HEAD'], url: '/*', exposeHeadRoute: false, config: { upstream: 'u' }, handler: (_req, reply) => reply.proxy() })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const small = await get(`${url}/echo?x=1`)
+  t.equal(small.status, 200)
+  t.match(small.body, { id: 'pp', url: '/echo?x=1' })
+  t.equal(small.headers['content-length'], String(Buffer.byteLength(small.text)), 'Content-Length as the upstream declared it')
+  t.equal(small.headers['x-upstream-id'], 'pp', 'upstream headers kept')
+  const big = await get(`${url}/big/200000`)
+  t.equal(big.status, 200)
+  t.equal(big.text.length, 200_000)
+  t.equal(big.headers['content-type'], 'application/octet-stream')
+  const head = await get(`${url}/echo`, { method: 'HEAD' })
+  t.equal(head.status, 200)
+  const slow = await get(`${url}/slow/30`)
+  t.equal(slow.status, 200)
+  t.same(kinds.slice(0, 3), ['buffer', 'stream', 'stream'], 'small: one buffer; 200 KB and HEAD: streamed')
+  t.equal(kinds.length, 4)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(app.loadBalancer.upstreams.get('u')!.pool.targets[0].inFlight, 0, 'every upstream request ended')
+})
+
+t.test('an upstream dying in the middle of a small body: the client gets a 502, not half a body; a large one is cut', async (t) => {
+  const { app, url } = await startGateway({ upstreams: { u: { targets: [{ id: 'a', url: up.url }] } } }, [{ prefix: '/', upstream: 'u' }])
+  t.teardown(() => app.close())
+  const small = await get(`${url}/truncate/2000`)
+  t.equal(small.status, 502)
+  t.match(small.body, { statusCode: 502, code: /^FHG_ERR_UPSTREAM/ })
+  t.equal(small.headers['content-type'], 'application/json; charset=utf-8', 'none of the upstream\'s headers for the body that never came')
+  // past the whole-body size the body streams: the status and half the body went out already, then the cut
+  const big = await get(`${url}/truncate/100000`).then((r) => r.status, (err: Error) => err)
+  t.ok(big instanceof Error || big === 200, `large body: ${String(big)}`)
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(app.loadBalancer.upstreams.get('u')!.pool.targets[0].inFlight, 0, 'every upstream request ended')
+  t.equal((await get(`${url}/echo`)).status, 200, 'the gateway serves on')
+})
