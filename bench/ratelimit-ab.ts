@@ -9,8 +9,8 @@
 // Env: BENCH_DURATION (s, 3), BENCH_ROUNDS (6), BENCH_CONNECTIONS (64), BENCH_RATE (req/s, 0: as fast as possible),
 //      BENCH_PATHS=none,lease,... (default none,hook,lease,leasenh,exact; the first is the baseline),
 //      BENCH_PROFILE=1 (one profiled run per path, compared with the first), BENCH_PIN=0.
-import { execFileSync, fork } from 'node:child_process'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { fork } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
 import os from 'node:os'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -22,7 +22,7 @@ import metrics from '../plugins/metrics.js'
 import rateLimit, { type RateLimitPluginOptions, type RouteRateLimit } from '../plugins/rate-limit.js'
 import type { Decision, RateLimitStore } from '../lib/ratelimit/types.js'
 import { startRedis } from '../test/helpers/redis.js'
-import { startChild, killAll, BenchChild, type ChildReply, type ChildRequest } from './lib/servers.js'
+import { pin, startChild, killAll, BenchChild, type ChildReply, type ChildRequest } from './lib/servers.js'
 import { cpuMicros } from './lib/load.js'
 import { fmt, median, table } from './lib/report.js'
 import { Profiler } from './lib/profiler.js'
@@ -34,7 +34,6 @@ const DURATION = Number(env.BENCH_DURATION ?? 3)
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 6)
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const RATE = Number(env.BENCH_RATE ?? 0)
-const PIN = env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
 const SELF = fileURLToPath(import.meta.url)
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
 const BIG = { algorithm: 'sliding_window' as const, limit: 1_000_000_000, window: 60_000 }
@@ -144,10 +143,6 @@ async function child (a: ChildArgs): Promise<void> {
   })
   send({ type: 'ready', port: (app.server.address() as AddressInfo).port, info: 'ab' })
   process.on('disconnect', () => process.exit(0))
-}
-
-function pin (pid: number, cpus: string): void {
-  if (PIN && pid > 0) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
 }
 
 async function main (): Promise<void> {

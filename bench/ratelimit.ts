@@ -21,7 +21,7 @@
 //      BENCH_PROFILE=1 (or --profile): then one profiled run each of `exact`, `lease` and `gateway`, and where the µs go.
 //   node --import tsx bench/ratelimit.ts --store: the store alone, CPU µs per decision, batched vs one call each.
 // Redis calls per request: script calls (EVAL/EVALSHA, from INFO commandstats) over each run / requests answered.
-import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess } from 'node:child_process'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -31,10 +31,10 @@ import replyFrom from '@fastify/reply-from'
 import { Redis } from 'ioredis'
 import { cpuMicros, load, measure, type RunResult } from './lib/load.js'
 import { fmt, median, table } from './lib/report.js'
-import { BenchChild, startChild, killAll, type ChildReply, type ChildRequest, type ChildStats } from './lib/servers.js'
+import { BenchChild, CAN_PIN, pin, startChild, killAll, type ChildReply, type ChildRequest, type ChildStats } from './lib/servers.js'
 import { GcMeter, Profiler } from './lib/profiler.js'
 import { compare, readProfile } from './lib/cpuprofile.js'
-import { existsSync, mkdtempSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { join } from 'node:path'
 import { BODY } from './lib/upstream.js'
 import loadBalancer, { passThroughBodies } from '../plugins/load-balancer.js'
@@ -59,7 +59,7 @@ const FRESH = env.BENCH_FRESH === '1'
 // s of unmeasured load right before each measured run (0: none)
 const PREWARM = Number(env.BENCH_PREWARM ?? 2)
 // PEERS.md's pinned layout: the proxy under test alone on the last CPU; load generator, upstreams and Redis on the others
-const PIN = env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
+const PIN = CAN_PIN
 const PROFILE = process.argv.includes('--profile') || env.BENCH_PROFILE === '1'
 const SELF = fileURLToPath(import.meta.url)
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
@@ -236,11 +236,6 @@ const LABELS: Record<Role, string> = {
   memory: 'gateway + sliding_window in memory, no Redis (diagnostic)',
   'gateway-hook': 'gateway + the limiter registered, no limit on the route (diagnostic)',
   'fastify-rate-limit': 'reply-from + @fastify/rate-limit, Redis store',
-}
-
-/** Pin a process (all its threads) to `cpus` (a taskset list such as "0" or "1"). */
-function pin (pid: number, cpus: string): void {
-  if (PIN && pid > 0) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
 }
 
 function conditions (): string {

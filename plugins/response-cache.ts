@@ -138,7 +138,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     }
     reply.header('x-cache', 'MISS')
     // only an upstream's answer is stored (a stream, or a small body the proxy took whole: lib/proxy/respond.ts
-    // wholeBody), not a fallback or an error of the gateway (strings)
+    // takeWhole), not a fallback or an error of the gateway (strings)
     const whole = Buffer.isBuffer(payload)
     if (!st.store || !(whole || isStream(payload))) { done(null, payload); return }
     const now = Date.now()
@@ -146,20 +146,18 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     const decision = storeDecision(reply.statusCode, headers, st.plan.ttl, now)
     const length = whole ? payload.length : Number(headers['content-length'] ?? 0)
     if (decision === undefined || length > maxBodySize) { done(null, payload); return }
-    const status = reply.statusCode
-    const kept = storedHeaders(headers)
+    const entry = { status: reply.statusCode, headers: storedHeaders(headers), storedAt: now, age: decision.age, expiresAt: now + decision.ttl }
     const reqHeaders = request.headers
+    const save = (body: Buffer | undefined): void => {
+      if (body === undefined) return
+      cache.store(st, reqHeaders, decision.vary, { ...entry, body }).catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
+    }
     if (whole) {
-      cache.store(st, reqHeaders, decision.vary, { status, headers: kept, body: payload, storedAt: now, age: decision.age, expiresAt: now + decision.ttl })
-        .catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
+      save(payload)
       done(null, payload)
       return
     }
-    const tap = captureBody(maxBodySize, (body) => {
-      if (body === undefined) return
-      cache.store(st, reqHeaders, decision.vary, { status, headers: kept, body, storedAt: now, age: decision.age, expiresAt: now + decision.ttl })
-        .catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
-    })
+    const tap = captureBody(maxBodySize, save)
     pipeline(payload, tap, noop)
     done(null, tap)
   }

@@ -1,5 +1,7 @@
 // Benchmark child processes: spawn, talk to over IPC, and always kill (exit, SIGINT, SIGTERM).
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 /** What a child reports about itself: process-wide CPU (µs) and memory (bytes). */
@@ -130,4 +132,12 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.stderr.write(`\nbench: ${sig}, children killed\n`)
     process.exit(130)
   })
+}
+
+/** PEERS.md's pinned layout is possible: two CPUs or more and taskset, unless BENCH_PIN=0. */
+export const CAN_PIN = process.env.BENCH_PIN !== '0' && os.cpus().length >= 2 && existsSync('/usr/bin/taskset')
+
+/** Pin a process (all its threads) to `cpus` (a taskset list such as "0" or "1"); nothing when pinning is off. */
+export function pin (pid: number, cpus: string): void {
+  if (CAN_PIN && pid > 0) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
 }
