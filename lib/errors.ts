@@ -26,6 +26,8 @@ export const ERRORS = {
   RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
   RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s' },
   NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s' },
+  BAD_REQUEST: { code: 'FHG_ERR_BAD_REQUEST', statusCode: 400, message: 'The request cannot be forwarded: %s' },
+  BAD_PATH: { code: 'FHG_ERR_BAD_PATH', statusCode: 400, message: 'Request path refused: %s' },
   RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later' },
 } as const satisfies Record<string, GatewayErrorDef>
 

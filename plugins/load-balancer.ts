@@ -5,6 +5,7 @@ import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import type { Strategy } from '../lib/balancers/types.js'
 import { GatewayError } from '../lib/errors.js'
+import { badPathReason } from '../lib/routes/path-guard.js'
 import type { Attempt } from '../lib/proxy/attempt.js'
 import { ProxyEngine, answerError, kProxy } from '../lib/proxy/engine.js'
 import { FailoverRegistry } from '../lib/proxy/failover-registry.js'
@@ -55,6 +56,9 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
 }
 
 async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerOptions): Promise<void> {
+  // route confinement, decided once, before routing: the first onRequest hook of the gateway (registered
+  // ahead of the rate limiter and the cache), so no route's filter, limit or upstream sees a refused path
+  fastify.addHook('onRequest', refuseBadPath)
   const upstreams = new UpstreamRegistry(opts.timeouts)
   for (const [name, spec] of Object.entries(opts.upstreams ?? {})) upstreams.upsert(name, spec)
 
@@ -163,6 +167,17 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     await notifications.close()
     await agent.close().catch(() => agent.destroy())
   })
+}
+
+/**
+ * 400 FHG_ERR_BAD_PATH for a path a URL parser would change (lib/routes/path-guard.ts). Checks the URL
+ * the routes matched and, if an app's rewriteUrl changed it, the raw one the proxy forwards.
+ */
+function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  const raw = request.raw.url
+  const why = badPathReason(request.url) ?? (raw !== undefined && raw !== request.url ? badPathReason(raw) : undefined)
+  if (why === undefined) { done(); return }
+  answerError(reply, new GatewayError('BAD_PATH', why))
 }
 
 function connectTimeoutFor (upstreams: UpstreamRegistry, origin: string): number {

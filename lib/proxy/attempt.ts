@@ -6,6 +6,12 @@ const NO_OBSERVERS: readonly TryObserver[] = []
 // Reused per call: observers read it synchronously and keep nothing.
 const result: TryResult = { statusCode: 0, error: undefined, aborted: false }
 
+/** What the proxy reads of the client's request (a node:http IncomingMessage) when a try fails. */
+export interface ClientRequestState {
+  readonly complete: boolean
+  readonly destroyed: boolean
+}
+
 /** The response callback a dispatcher owes for this try (reply-from's), held while the try runs. */
 export type TryCallback = (err: Error | null, data?: unknown) => void
 
@@ -28,6 +34,8 @@ export class Attempt {
   target: Target
   /** performance.now() when the try was dispatched. */
   startedAt = 0
+  /** The request target sent upstream exactly as the client sent it (reply-from's re-parsed URL is not used). */
+  path: string | undefined = undefined
   /** ms from dispatch to response headers; -1 until they arrive. */
   headersMs = -1
   statusCode = 0
@@ -57,6 +65,10 @@ export class Attempt {
   observers: readonly TryObserver[] = NO_OBSERVERS
 
   aborted = false
+  /** The try failed because of the client (it left mid-body, or sent what undici refuses): never the target's fault. */
+  clientFault = false
+  /** The client's request (its body feeds this try): tells a client-caused failure from the target's. */
+  client: ClientRequestState | undefined = undefined
   reason: unknown = undefined
   private abortListener: (() => void) | undefined = undefined
 
@@ -100,7 +112,7 @@ export class Attempt {
     if (obs.length === 0) return
     result.statusCode = this.statusCode
     result.error = this.error
-    result.aborted = this.aborted
+    result.aborted = this.aborted || this.clientFault
     for (let i = 0; i < obs.length; i++) obs[i].onTryEnd?.(this.target, result, now)
   }
 
@@ -112,6 +124,7 @@ export class Attempt {
     this.abortListener = undefined
     this.reason = undefined
     this.failover = undefined
+    this.client = undefined
     this.observers = NO_OBSERVERS
   }
 }

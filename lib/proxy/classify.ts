@@ -25,3 +25,22 @@ export function upstreamError (kind: ErrorClass, upstream: string, cause?: unkno
 }
 
 export { classifyError, type ErrorClass }
+
+/** undici refused the request before sending a byte (a header it does not support, an invalid value), or the body came short. */
+const CLIENT_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'])
+
+/**
+ * Did the client cause this failed try? It left before its request body was complete, or its request was one
+ * undici refuses before a byte reached the upstream. Such a try never counts against the target (passive health,
+ * breaker) and is never retried.
+ */
+export function isClientFault (err: unknown, client: { complete: boolean, destroyed: boolean } | undefined): boolean {
+  if (client !== undefined && client.destroyed && !client.complete) return true
+  let e: unknown = err
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    const code = (e as { code?: unknown }).code
+    if (typeof code === 'string' && CLIENT_CODES.has(code)) return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}

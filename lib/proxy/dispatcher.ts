@@ -47,6 +47,10 @@ export class TrackingDispatcher {
       this.inner.request(opts, cb)
       return
     }
+    // the path the route matched goes out byte for byte, to the picked target: what `new URL()` made of it
+    // (backslashes, dot segments, a `//host` start) never decides where the request lands
+    if (attempt.path !== undefined) opts.path = attempt.path
+    ;(opts as { origin?: unknown }).origin = attempt.target.origin
     opts.headersTimeout = attempt.headersTimeout
     opts.bodyTimeout = attempt.bodyTimeout
     opts.signal = attempt as unknown as Dispatcher.RequestOptions['signal']

@@ -12,7 +12,7 @@ import type { UpstreamEntry, UpstreamRegistry } from '../upstream/registry.js'
 import type { Target } from '../upstream/target.js'
 import { Attempt, PASS, DROP, RETRY, FALLBACK } from './attempt.js'
 import { bufferBody } from './body.js'
-import { classifyError, upstreamError } from './classify.js'
+import { classifyError, isClientFault, upstreamError } from './classify.js'
 import { TrackingDispatcher, bodyRead, type AttemptObserver } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
 import { FailoverFlow, type TryRunner } from './failover-flow.js'
@@ -71,6 +71,8 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       },
       rewriteRequestHeaders (req: FromRequest, headers: HeaderBag): HeaderBag {
         stripHopByHop(headers)
+        // Node answered the client's `Expect: 100-continue` already (and undici refuses to send it)
+        if (headers.expect !== undefined) headers.expect = undefined
         return setForwarded(headers, req.ip, req.protocol, req.headers.host as string | undefined)
       },
       rewriteHeaders (headers: HeaderBag, req: FromRequest): HeaderBag {
@@ -156,11 +158,12 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
   }
 
   onEnd (a: Attempt): void {
+    if (a.error !== undefined && !a.aborted && a.statusCode === 0 && isClientFault(a.error, a.client)) a.clientFault = true
     a.target.onRequestEnd(-1, 0)
     if (a.observers.length > 0) a.notifyEnd(Date.now())
     const f = a.failover
     if (f !== undefined) {
-      if (a.ticket !== -1) f.breakers?.record(a.target, a.ticket, breakerOutcome(a.error === undefined ? a.statusCode : undefined, a.error))
+      if (a.ticket !== -1) f.breakers?.record(a.target, a.ticket, a.clientFault ? 'ignore' : breakerOutcome(a.error === undefined ? a.statusCode : undefined, a.error))
       if (a.slot) { a.slot = false; f.budget.release() }
     }
     if (a.error !== undefined && a.statusCode === 0) {
@@ -220,6 +223,11 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       return
     }
     const cause = a.error ?? error
+    if (a.clientFault) {
+      // the client's doing: no failover, and a 400 if it is still there to read one
+      sendError(reply, new GatewayError('BAD_REQUEST', cause.message, { cause }))
+      return
+    }
     const kind = classifyError(cause)
     const v = this.flow.afterFailure(st, a, kind, undefined)
     if (v === RETRY) this.flow.next(st, a.retryDelay)
@@ -282,6 +290,9 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       attempt.observers = entry.observers
       attempt.notifyStart(Date.now())
     }
+    const client = reply.request.raw
+    attempt.path = client?.url ?? reply.request.url
+    attempt.client = client as Attempt['client']
     attempt.ticket = ticket
     attempt.slot = slot
     attempt.failover = st.up
@@ -293,9 +304,11 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     st.responding = attempt
     this.dispatcher.arm(attempt)
     try {
-      reply.from(undefined, st.fromOpts as never)
+      // a constant source: reply-from's URL (parsed once per origin, cached) only names the origin; the
+      // dispatcher sends attempt.path, the client's request target as routed, never re-parsed
+      reply.from('/', st.fromOpts as never)
     } catch (err) {
-      // reply-from validates the URL synchronously (e.g. path traversal): the try never started.
+      // reply-from throws synchronously on a bad source or origin: the try never started.
       this.dispatcher.disarm()
       st.responding = undefined
       attempt.ended = true

@@ -17,6 +17,8 @@ export interface ProxyRequest {
   readonly protocol: string
   readonly headers: Record<string, string | string[] | undefined>
   readonly body?: unknown
+  /** The Node request: its `url` is what reply-from builds the upstream path from. */
+  readonly raw?: { readonly url?: string, readonly complete: boolean, readonly destroyed: boolean }
 }
 
 /** What the proxy does with a reply (a FastifyReply with @fastify/reply-from's `from`). */
