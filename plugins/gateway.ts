@@ -2,6 +2,7 @@ import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { applyServerLimits, armBodyIdle } from '../lib/client-limits.js'
 import { fileRouteTable } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
@@ -51,10 +52,19 @@ export function toFailoverSpecs (config: GatewayConfig): Required<Pick<LoadBalan
 async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): Promise<void> {
   const config = 'config' in opts && isNormalizedConfig(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
 
+  // node.timeouts and node.maxConnections: slow and greedy clients are cut by the server itself
+  const limits = { ...config.node.timeouts, maxConnections: config.node.maxConnections }
+  applyServerLimits(fastify.server, limits)
+  if (limits.body > 0) {
+    const bodyMs = limits.body
+    fastify.addHook('onRequest', (request, _reply, done) => { armBodyIdle(request.raw, bodyMs); done() })
+  }
+
   if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
+    trustProxy: config.node.trustProxy,
     ...toFailoverSpecs(config),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
     notify: config.notifications.map((n) => n.type === 'webhook'
@@ -69,7 +79,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   fastify.cluster.config.watch((next) => { routes.swap(fileRouteTable(next, routes.current)) })
   // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
   const { default: _default, ...rateLimitOptions } = config.rateLimit
-  await fastify.register(rateLimit, { ...rateLimitOptions, clusterName: config.cluster.name })
+  // rateLimit.trustProxy, when set, wins for the limiter's client IP; else node.trustProxy
+  await fastify.register(rateLimit, { ...rateLimitOptions, trustProxy: rateLimitOptions.trustProxy ?? config.node.trustProxy, clusterName: config.cluster.name })
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
   await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
@@ -121,6 +132,8 @@ export interface StartNodeOptions {
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
   const app = Fastify({
     logger: opts.logger ?? false,
+    // request.ip / hostname / protocol read forwarding headers from the same peers the proxy trusts
+    trustProxy: config.node.trustProxy as boolean, // Fastify takes a hop count too; its types leave it out
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
     forceCloseConnections: 'idle',
     // We drain ourselves (not-ready, drain.delay, then close): a request read while the listener

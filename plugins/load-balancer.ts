@@ -6,6 +6,7 @@ import { Agent, Pool } from 'undici'
 import type { Strategy } from '../lib/balancers/types.js'
 import { GatewayError } from '../lib/errors.js'
 import { badPathReason } from '../lib/routes/path-guard.js'
+import { compileTrust } from '../lib/trust-proxy.js'
 import type { Attempt } from '../lib/proxy/attempt.js'
 import { ProxyEngine, answerError, kProxy } from '../lib/proxy/engine.js'
 import { FailoverRegistry } from '../lib/proxy/failover-registry.js'
@@ -95,6 +96,7 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     notifications,
     failoverMetrics: foMetrics,
     agent,
+    trust: compileTrust(opts.trustProxy),
     onAttempt: (a: Attempt) => { if (lb.listenerCount('attempt') > 0) lb.emit('attempt', a) },
   })
 

@@ -37,6 +37,12 @@ export interface LoadBalancerOptions {
   circuitBreaker?: Record<string, CircuitBreakerOptions>
   /** Where failover events go (default: the app's log). */
   notify?: NotifierSpec[]
+  /**
+   * Which peers are trusted proxies, in Fastify's `trustProxy` forms (default false: none). A trusted peer's
+   * X-Forwarded-* and Forwarded headers are passed on (X-Forwarded-For appended to); an untrusted one's are
+   * replaced by the gateway's own.
+   */
+  trustProxy?: boolean | number | string | string[]
   agent?: {
     /** ms an idle keep-alive connection to an upstream stays open (default 4000). */
     keepAliveTimeout?: number

@@ -3,7 +3,7 @@
 // descriptions (node.id, unhealthyInterval, jitter, the health-check timeout cap, timeouts, route strategy).
 
 export const DEFAULTS = {
-  node: { host: '127.0.0.1', port: 8080 },
+  node: { host: '127.0.0.1', port: 8080, trustProxy: false, timeouts: { headers: 60_000, body: 60_000, keepAlive: 75_000 } },
   cluster: { name: 'fastify-ha-gateway', heartbeatInterval: 1000 },
   upstream: { strategy: 'round_robin', hashOn: 'ip' },
   target: { weight: 1, metadata: {} },
@@ -53,7 +53,7 @@ export const DEFAULTS = {
   },
   timeouts: { connect: 5000, headers: 30_000, body: 30_000 },
   rateLimitRule: { key: 'ip', cost: 1, mode: 'exact', shadow: false },
-  rateLimit: { onStoreError: 'fail_open', storeTimeout: 50, headers: 'draft', allowList: [], trustProxy: false },
+  rateLimit: { onStoreError: 'fail_open', storeTimeout: 50, headers: 'draft', allowList: [] },
   fallbackResponse: { status: 503 },
   admin: { prefix: '/gateway' },
   metrics: { path: '/metrics', enabled: true },

@@ -22,10 +22,21 @@ const Percent = (description: string) => Type.Number({ minimum: 0, maximum: 100,
 const HostPort = Obj({ host: Type.String({ minLength: 1, description: 'Host name or IP' }), port: Int(1, 'TCP port', 65535) }, 'A host and port')
 
 // ---- node and cluster ----
+const TrustProxy = (d: string, hint: string) => Type.Union([Type.Boolean(), Int(0, 'hops'), Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }))],
+  doc(d, hint))
+const N = D.node
 const Node = Obj({
   id: Derived(Type.String({ pattern: '^\\S+$', ...doc('Unique id of this node in the cluster (default: <hostname>-<pid>)', 'a non-empty id without spaces') })),
   host: Def(Type.String({ minLength: 1, description: 'Address the node listens on' }), D.node.host),
   port: Def(Int(0, 'Port the node listens on (0: any free port)', 65535), D.node.port),
+  trustProxy: Def(TrustProxy('Peers trusted as proxies (as Fastify\'s trustProxy): their X-Forwarded-*, Forwarded and X-Real-IP are passed on and read for the client IP; an untrusted peer\'s are replaced',
+    'true/false, a hop count, or addresses/CIDRs to trust'), N.trustProxy),
+  timeouts: Def(Obj({
+    headers: Def(Duration('Longest time to receive a whole request head (request line and headers); 0: none'), N.timeouts.headers),
+    body: Def(Duration('Longest idle time between two chunks of a request body; the client is cut, and its upstream request aborted; 0: none'), N.timeouts.body),
+    keepAlive: Def(Duration('Idle time after which a client keep-alive connection is closed'), N.timeouts.keepAlive),
+  }, 'Timeouts of client connections'), {}),
+  maxConnections: Type.Optional(Int(1, 'Most client connections open at once; more are refused at accept (default: no cap)')),
 }, 'This gateway node')
 
 const Redis = Type.Union([
@@ -182,8 +193,8 @@ const RateLimit = Obj({
   headers: Def(StringEnum(['draft', 'legacy', 'both', 'none'], 'Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*'), G.headers),
   allowList: Def(Type.Array(Type.String({ format: 'ip-or-cidr', ...doc('An IP or CIDR', 'an IP address or CIDR range') }),
     { description: 'Client IPs or CIDR ranges never limited' }), G.allowList),
-  trustProxy: Def(Type.Union([Type.Boolean(), Int(0, 'hops'), Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }))],
-    doc('Read the client IP from X-Forwarded-For, as Fastify\'s trustProxy', 'true/false, a hop count, or addresses to trust')), G.trustProxy),
+  trustProxy: Type.Optional(TrustProxy('Read the limiter\'s client IP from X-Forwarded-For, as Fastify\'s trustProxy (default: node.trustProxy)',
+    'true/false, a hop count, or addresses to trust')),
   default: Type.Optional(RateLimitRules('Limits of every route that sets no rateLimit of its own')),
 }, 'Rate limiting, gateway-wide')
 

@@ -8,6 +8,7 @@ import type { PickContext } from '../balancers/types.js'
 import { GatewayError } from '../errors.js'
 import { breakerOutcome, REFUSED, type Notifications } from '../failover/index.js'
 import type { FailoverMetrics } from '../metrics/failover-metrics.js'
+import type { TrustFn } from '../trust-proxy.js'
 import type { UpstreamEntry, UpstreamRegistry } from '../upstream/registry.js'
 import type { Target } from '../upstream/target.js'
 import { Attempt, PASS, DROP, RETRY, FALLBACK } from './attempt.js'
@@ -36,6 +37,8 @@ export interface ProxyEngineDeps {
   failoverMetrics: FailoverMetrics | undefined
   /** The dispatcher tries go through (the plugin's undici Agent). */
   agent: Dispatcher
+  /** Which peers are trusted proxies (node.trustProxy compiled): their forwarding headers are kept. */
+  trust?: TrustFn
   /** Told when each try ends (after every other bookkeeping). */
   onAttempt?: (a: Attempt) => void
 }
@@ -59,6 +62,8 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     this.dispatcher = new TrackingDispatcher(deps.agent, this)
     this.flow = new FailoverFlow({ upstreams: deps.upstreams, failovers: deps.failovers, notifications: deps.notifications, metrics: deps.failoverMetrics }, this)
     const engine = this
+    const trust = deps.trust
+    const NO_SOCKET = {}
     this.onRawClose = function (this: ServerResponse & Stated) {
       const st = this[kProxy]
       this[kProxy] = null
@@ -73,7 +78,7 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
         stripHopByHop(headers)
         // Node answered the client's `Expect: 100-continue` already (and undici refuses to send it)
         if (headers.expect !== undefined) headers.expect = undefined
-        return setForwarded(headers, req.ip, req.protocol, req.headers.host as string | undefined)
+        return setForwarded(headers, req.raw?.socket ?? NO_SOCKET, req.headers.host as string | undefined, trust)
       },
       rewriteHeaders (headers: HeaderBag, req: FromRequest): HeaderBag {
         const a = req[kProxy]?.responding

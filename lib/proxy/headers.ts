@@ -1,6 +1,8 @@
 // Header rules of a proxy (RFC 9110 §7.6.1): hop-by-hop headers and the ones a
 // `Connection` header names are not forwarded, in either direction.
 
+import type { TrustFn } from '../trust-proxy.js'
+
 export type HeaderBag = Record<string, string | string[] | number | undefined>
 
 /** Always hop-by-hop, whatever `Connection` says. */
@@ -71,20 +73,39 @@ export function withoutHopByHop (headers: HeaderBag): HeaderBag {
   return out
 }
 
+/** What the forwarding headers are made of: the client's socket (a net.Socket or TLSSocket). */
+export interface ClientSocket {
+  readonly remoteAddress?: string
+  readonly localPort?: number
+  readonly encrypted?: boolean
+}
+
+const joinList = (v: string | string[] | number): string => Array.isArray(v) ? v.join(', ') : String(v)
+
 /**
- * Set X-Forwarded-For (appending the client address to what came in),
- * X-Forwarded-Proto and X-Forwarded-Host. Mutates and returns `headers`.
+ * The forwarding headers, decided by whether the peer (the socket's address) is a trusted proxy (`trust`,
+ * node.trustProxy; undefined: none is). A trusted peer's X-Forwarded-* and Forwarded stand (ours fill what is
+ * missing) and its address is appended to X-Forwarded-For. An untrusted peer's are replaced by the gateway's
+ * own: X-Forwarded-For and X-Real-IP are the socket address, -Proto, -Host and -Port what this node saw, and
+ * Forwarded is dropped. Mutates and returns `headers`.
  */
-export function setForwarded<T extends HeaderBag> (headers: T, clientIp: string | undefined, proto: string, host: string | undefined): T {
-  const prior = headers['x-forwarded-for']
-  const ip = clientIp ?? ''
+export function setForwarded<T extends HeaderBag> (headers: T, socket: ClientSocket, host: string | undefined, trust: TrustFn | undefined): T {
   const bag = headers as HeaderBag
-  if (prior === undefined || prior === '') {
-    bag['x-forwarded-for'] = ip
-  } else {
-    bag['x-forwarded-for'] = `${Array.isArray(prior) ? prior.join(', ') : String(prior)}, ${ip}`
+  const peer = socket.remoteAddress ?? ''
+  const proto = socket.encrypted === true ? 'https' : 'http'
+  if (trust !== undefined && trust(peer, 0)) {
+    const prior = bag['x-forwarded-for']
+    bag['x-forwarded-for'] = prior === undefined || prior === '' ? peer : `${joinList(prior)}, ${peer}`
+    if (bag['x-forwarded-proto'] === undefined) bag['x-forwarded-proto'] = proto
+    if (bag['x-forwarded-host'] === undefined && host !== undefined) bag['x-forwarded-host'] = host
+    if (bag['x-forwarded-port'] === undefined && socket.localPort !== undefined) bag['x-forwarded-port'] = String(socket.localPort)
+    return headers
   }
+  bag['x-forwarded-for'] = peer
   bag['x-forwarded-proto'] = proto
-  if (host !== undefined && bag['x-forwarded-host'] === undefined) bag['x-forwarded-host'] = host
+  bag['x-forwarded-host'] = host // undefined (no Host): not sent
+  bag['x-forwarded-port'] = socket.localPort === undefined ? undefined : String(socket.localPort)
+  bag['x-real-ip'] = peer
+  if (bag.forwarded !== undefined) bag.forwarded = undefined
   return headers
 }

@@ -6,6 +6,7 @@ import type { RouteCounters } from '../metrics/proxy-metrics.js'
 import type { UpstreamEntry } from '../upstream/registry.js'
 import type { Target } from '../upstream/target.js'
 import type { Attempt } from './attempt.js'
+import type { ClientSocket } from './headers.js'
 import type { RouteFailover, UpstreamFailover } from './failover-registry.js'
 import type { HashKeyFn } from './hash-key.js'
 
@@ -18,7 +19,7 @@ export interface ProxyRequest {
   readonly headers: Record<string, string | string[] | undefined>
   readonly body?: unknown
   /** The Node request: its `url` is what reply-from builds the upstream path from. */
-  readonly raw?: { readonly url?: string, readonly complete: boolean, readonly destroyed: boolean }
+  readonly raw?: { readonly url?: string, readonly complete: boolean, readonly destroyed: boolean, readonly socket?: ClientSocket | null }
 }
 
 /** What the proxy does with a reply (a FastifyReply with @fastify/reply-from's `from`). */

@@ -2,6 +2,7 @@
 // Pure (no Fastify): the plugin hands in requests shaped like RequestLike.
 import { BlockList, isIP } from 'node:net'
 import proxyAddr from '@fastify/proxy-addr'
+import { compileTrust, type TrustProxy } from '../trust-proxy.js'
 import { parseDuration } from '../config/duration.js'
 import { advertise, policyHeader, type AdvertisedPolicy } from './headers.js'
 import { keyBuilder } from './key.js'
@@ -174,7 +175,7 @@ export function storeKey (r: CompiledRule, request: RequestLike, ip: string): st
   return r.kind === 'route' ? r.routeKey : r.keyOf(clientPart(r, request, ip))
 }
 
-export type TrustProxy = boolean | number | string | string[]
+export type { TrustProxy }
 
 /**
  * The client address: the socket's, unless `trustProxy` is set, then the nearest untrusted hop of
@@ -182,13 +183,10 @@ export type TrustProxy = boolean | number | string | string[]
  * (proxy-addr's classic meaning). IPv4-mapped IPv6 addresses come back as plain IPv4.
  */
 export function compileClientIp (trustProxy: TrustProxy | undefined): (request: RequestLike) => string {
-  if (trustProxy === undefined || trustProxy === false) {
+  const trust = compileTrust(trustProxy)
+  if (trust === undefined) {
     return (request) => plainIp(request.raw.socket.remoteAddress ?? '')
   }
-  let trust: (addr: string, i: number) => boolean
-  if (trustProxy === true) trust = () => true
-  else if (typeof trustProxy === 'number') { const hops = trustProxy; trust = (_a, i) => i < hops }
-  else trust = proxyAddr.compile(typeof trustProxy === 'string' ? trustProxy.split(',').map((s) => s.trim()) : trustProxy)
   return (request) => {
     const addrs = proxyAddr.all(request.raw as never, trust)
     return plainIp(addrs[addrs.length - 1] ?? '')
