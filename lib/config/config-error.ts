@@ -7,9 +7,17 @@ export interface ConfigIssue {
 }
 
 /** Every problem found in one config, so a user fixes them all in one pass. Code FHG_ERR_INVALID_CONFIG, 400. */
+/** Issues reported at most: past this, one issue counts the rest (14k bad routes must not cost a 14k-line answer). */
+export const MAX_ISSUES = 50
+/** The issue that stands for `n` issues left out. */
+export function moreIssues (n: number): ConfigIssue {
+  return { path: '', message: `... and ${n} more issue${n === 1 ? '' : 's'} (only the first ${MAX_ISSUES} are listed)` }
+}
+
 export class ConfigError extends GatewayError {
   readonly issues: ConfigIssue[]
   constructor (issues: ConfigIssue[], options?: { cause?: unknown }) {
+    if (issues.length > MAX_ISSUES + 1) issues = [...issues.slice(0, MAX_ISSUES), moreIssues(issues.length - MAX_ISSUES)]
     super('INVALID_CONFIG', issues.map(formatIssue).join('; '), options)
     this.name = 'ConfigError'
     this.issues = issues

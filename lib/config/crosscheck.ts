@@ -16,7 +16,11 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const known = names.length === 0 ? 'none are defined' : `known: ${names.join(', ')}`
   const unknownUpstream = (name: string): string => `unknown upstream "${name}" (${known})`
   const routesByUpstream = new Map<string, GatewayConfig['routes']>()
-  for (const r of cfg.routes) routesByUpstream.set(r.upstream, [...(routesByUpstream.get(r.upstream) ?? []), r])
+  for (const r of cfg.routes) {
+    const list = routesByUpstream.get(r.upstream)
+    if (list === undefined) routesByUpstream.set(r.upstream, [r])
+    else list.push(r)
+  }
 
   cfg.notifications.forEach((n, i) => {
     if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
@@ -63,7 +67,8 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
 
   checkRules(cfg.rateLimit.default, ['rateLimit', 'default'], input.rateLimit?.default, add)
   const reserved = reservedPaths(cfg)
-  const seen: Array<{ path: string, methods?: string[], index: number }> = []
+  // routes by normalized path: a duplicate is looked up among the routes of its own path only (linear overall)
+  const seen = new Map<string, Array<{ methods?: string[], index: number }>>()
   cfg.routes.forEach((r, i) => {
     const at: Seg = ['routes', i]
     const u = cfg.upstreams[r.upstream] as GatewayConfig['upstreams'][string] | undefined
@@ -77,9 +82,11 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
     const path = r.path.length > 1 ? r.path.replace(/\/+$/, '') || '/' : r.path
     const clash = reserved.find(x => path === x || path.startsWith(x + '/'))
     if (clash !== undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
-    const dup = seen.find(s => s.path === path && overlap(s.methods, r.methods))
+    const same = seen.get(path)
+    const dup = same?.find(s => overlap(s.methods, r.methods))
     if (dup !== undefined) add([...at, 'path'], `duplicates routes[${dup.index}] (${path})`)
-    seen.push({ path, methods: r.methods, index: i })
+    if (same === undefined) seen.set(path, [{ methods: r.methods, index: i }])
+    else same.push({ methods: r.methods, index: i })
   })
   return issues
 }
