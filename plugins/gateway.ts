@@ -2,7 +2,7 @@ import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
-import { fileRouteTable } from '../lib/routes/file-routes.js'
+import { fileRouteTable, fileRouteTableAsync } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
@@ -66,7 +66,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // the configured routes' table: swapped right after each applied config's upstreams, before other watchers run
   const routes = new RouteTableRef(fileRouteTable(config))
   if (!fastify.hasRequestDecorator(kMatchedRoute)) fastify.decorateRequest(kMatchedRoute, null)
-  fastify.cluster.config.watch((next) => { routes.swap(fileRouteTable(next, routes.current)) })
+  fastify.cluster.config.watch(async (next) => { routes.swap(await fileRouteTableAsync(next, routes.current)) })
   // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
   const { default: _default, ...rateLimitOptions } = config.rateLimit
   await fastify.register(rateLimit, { ...rateLimitOptions, clusterName: config.cluster.name })

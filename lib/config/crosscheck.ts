@@ -55,6 +55,9 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
         }
       }
     }
+    if (u.healthCheck.recovery !== undefined && u.healthCheck.recovery.webhook === undefined) {
+      add([...at, 'healthCheck', 'recovery', 'webhook'], 'is required: the webhook is the recovery action a config can name')
+    }
     const p = u.healthCheck.passive
     if (p !== undefined && p.baseEjectionTime > p.maxEjectionTime) {
       add([...at, 'healthCheck', 'passive', 'maxEjectionTime'], `must be at least baseEjectionTime (${formatDuration(p.baseEjectionTime)})`)
@@ -71,7 +74,8 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const seen = new Map<string, Array<{ methods?: string[], index: number }>>()
   cfg.routes.forEach((r, i) => {
     const at: Seg = ['routes', i]
-    const u = cfg.upstreams[r.upstream] as GatewayConfig['upstreams'][string] | undefined
+    // own keys only: `toString` or `constructor` is no upstream
+    const u = Object.hasOwn(cfg.upstreams, r.upstream) ? cfg.upstreams[r.upstream] : undefined
     if (u === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
     const strategy = r.strategy ?? u?.strategy
     if (r.hashOn !== undefined && strategy !== 'consistent_hash') {
@@ -96,7 +100,7 @@ function checkFailover (f: Failover, at: Seg, self: string, add: (p: Seg, m: str
   unknownUpstream: (n: string) => string, cfg: GatewayConfig): void {
   if (f.fallback !== undefined) {
     if (f.fallback === self) add([...at, 'fallback'], `must name another upstream, not "${self}" itself`)
-    else if (cfg.upstreams[f.fallback] === undefined) add([...at, 'fallback'], unknownUpstream(f.fallback))
+    else if (!Object.hasOwn(cfg.upstreams, f.fallback)) add([...at, 'fallback'], unknownUpstream(f.fallback))
   }
   if (f.perTryTimeout !== undefined && f.timeout !== undefined && f.perTryTimeout > f.timeout) {
     add([...at, 'perTryTimeout'], `${formatDuration(f.perTryTimeout)} is longer than timeout ${formatDuration(f.timeout)}`)
@@ -107,7 +111,6 @@ type Rules = GatewayConfig['rateLimit']['default']
 function checkRules (rules: Rules, at: Seg, raw: unknown, add: (p: Seg, m: string) => void): void {
   (rules ?? []).forEach((rule, i) => {
     const ruleAt = Array.isArray(raw) ? [...at, i] : at
-    if (rule.window <= 0) add([...ruleAt, 'window'], 'must be longer than 0')
     if (rule.cost > rule.limit) add([...ruleAt, 'cost'], `${rule.cost} is more than limit ${rule.limit}: no request could pass`)
   })
 }
