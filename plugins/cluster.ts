@@ -11,7 +11,6 @@
 // a PUT that changes them gets 400 naming the key; a stored document that differs is logged and the
 // node keeps its own until restarted.
 import { readFileSync } from 'node:fs'
-import os from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -20,8 +19,9 @@ import {
   ClusterConfigManager, DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext,
   createRedisConnection, failFastOptions, isRedisClient, type ConfigDoc, type NodeInfo, type RedisClient,
 } from '../lib/cluster/index.js'
-import { ConfigError, configInput, isNormalizedConfig, validateConfig, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { ConfigError, configInput, isNormalizedConfig, redactError, redactText, validateConfig, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { GatewayError } from '../lib/errors.js'
+import { defaultStateDir } from '../lib/cluster/snapshot.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
 import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
@@ -54,14 +54,16 @@ const VERSION = packageVersion()
 
 async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptions): Promise<void> {
   const cfg = isNormalizedConfig(opts.config) ? opts.config : validateConfig(opts.config)
-  const log = fastify.log.child({ component: 'cluster' })
+  // errors logged here may quote a Redis URL or a config value: credentials hidden
+  const log = fastify.log.child({ component: 'cluster' }, { serializers: { err: redactError } })
   const input = (configInput(cfg) ?? {}) as Record<string, unknown>
   // every node merges the shared document into its own per-node keys, then validates the whole
   const perNode: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(input)) if (!(SHARED_CONFIG_KEYS as readonly string[]).includes(k)) perNode[k] = v
   perNode.node = { ...(input.node as object | undefined), id: cfg.node.id }
   const fileShared = pickShared(input)
-  const snapshotPath = cfg.cluster.snapshotPath ?? join(os.tmpdir(), `fastify-ha-gateway-${cfg.cluster.name}-${cfg.node.id}.json`)
+  // default: a private directory of this user (0700), not a predictable name in the shared temp dir
+  const snapshotPath = cfg.cluster.snapshotPath ?? join(defaultStateDir(), `${cfg.cluster.name}-${snapshotName(cfg.node.id)}.json`)
   const interval = cfg.cluster.heartbeatInterval
 
   // ---- the connection: a client the app gave us, @fastify/redis, or our own from cluster.redis ----
@@ -86,7 +88,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     timeout: opts.callTimeout ?? 1500,
     onError: (err) => {
       // once per outage (the link) or per subscriber error: never per request
-      if (err.message !== lastRedisError) log.warn({ err: err.message }, 'cluster redis error')
+      if (err.message !== lastRedisError) log.warn({ err: redactText(err.message) }, 'cluster redis error')
       lastRedisError = err.message
     },
   })
@@ -107,6 +109,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   const store = new ClusterConfigManager<SharedConfig>(ctx, {
     interval,
     snapshotPath,
+    snapshotPrivateDir: cfg.cluster.snapshotPath === undefined,
     onError: (err) => log.error({ err }, 'shared config not applied: this node keeps its running config'),
   })
   const state = new StateManager(ctx)
@@ -153,7 +156,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       const json = validated === undefined ? undefined : JSON.stringify(doc.config)
       next = validated !== undefined && validated.json === json ? validated.config : await effective(doc.config)
     } catch (err) {
-      refused = { version: doc.version, error: (err as Error).message }
+      refused = { version: doc.version, error: redactText((err as Error).message) }
       throw err // a ConfigError refuses the document: the running config stays
     }
     const drift = bootOnlyIssues(next)
@@ -165,7 +168,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     try {
       await switchTo(next, doc)
     } catch (err) {
-      refused = { version: doc.version, error: (err as Error).message }
+      refused = { version: doc.version, error: redactText((err as Error).message) }
       log.error({ err, version: doc.version, running: applied.version }, 'shared config failed to apply: going back to the running version')
       try { await switchTo(previous, previousDoc) } catch (again) { log.error({ err: again }, 'going back to the running version failed') }
       throw err
@@ -196,7 +199,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
         }
         await store.sync(true)
       } catch (err) {
-        log.warn({ err: (err as Error).message }, 'shared config sync failed: retrying when Redis answers')
+        log.warn({ err: redactText((err as Error).message) }, 'shared config sync failed: retrying when Redis answers')
       } finally {
         syncing = undefined
       }
@@ -307,6 +310,11 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
   }
   fastify.decorate('cluster', decorator)
+}
+
+/** A node id as a file name: any character but letters, digits, ".", "_" and "-" becomes "_". */
+function snapshotName (id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, '_')
 }
 
 /** The shared keys of a config input, as JSON (what the store keeps). */

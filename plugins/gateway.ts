@@ -1,7 +1,7 @@
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { isNormalizedConfig, redactError, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { fileRouteTable, fileRouteTableAsync } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
@@ -120,7 +120,7 @@ export interface StartNodeOptions {
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    logger: redactingLogger(opts.logger ?? false),
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
     forceCloseConnections: 'idle',
     // We drain ourselves (not-ready, drain.delay, then close): a request read while the listener
@@ -167,6 +167,13 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   })
   await Promise.race([app.close(), bounded])
   clearTimeout(timer)
+}
+
+/** Logger options whose `err` serializer hides URL credentials (a Redis URL in an error never reaches the log). */
+function redactingLogger (logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (logger === true) return { serializers: { err: redactError } }
+  if (typeof logger === 'object' && logger !== null && !('serializers' in logger)) return { ...logger, serializers: { err: redactError } }
+  return logger
 }
 
 export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`

@@ -1,4 +1,5 @@
 import { GatewayError } from '../errors.js'
+import { redactText } from './redact.js'
 
 /** One problem in a config: a dotted path (`upstreams.users.targets[1].url`) and what is wrong there. */
 export interface ConfigIssue {
@@ -18,6 +19,8 @@ export class ConfigError extends GatewayError {
   readonly issues: ConfigIssue[]
   constructor (issues: ConfigIssue[], options?: { cause?: unknown }) {
     if (issues.length > MAX_ISSUES + 1) issues = [...issues.slice(0, MAX_ISSUES), moreIssues(issues.length - MAX_ISSUES)]
+    // a message may quote a value: never a URL's credentials
+    issues = issues.map((i) => ({ path: i.path, message: redactText(i.message) }))
     super('INVALID_CONFIG', issues.map(formatIssue).join('; '), options)
     this.name = 'ConfigError'
     this.issues = issues

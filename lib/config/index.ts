@@ -2,6 +2,7 @@
 export { ConfigError, formatIssue, type ConfigIssue } from './config-error.js'
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './duration.js'
 export { substituteEnv, type Env } from './env.js'
+export { REDACTED, redactConfig, redactText, redactError, isSecretKey } from './redact.js'
 export { FORBIDDEN_KEYS, MAX_CONFIG_DEPTH } from './input-guard.js'
 export { validateConfig, validateConfigAsync, configIssues, isNormalizedConfig, kNormalized, configInput, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'

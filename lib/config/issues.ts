@@ -1,6 +1,7 @@
 // ajv errors -> one clear issue per path: `upstreams.users.strategy: must be one of round_robin, ...`.
 import type { ErrorObject } from 'ajv'
 import { joinPath, MAX_ISSUES, moreIssues, type ConfigIssue } from './config-error.js'
+import { isSecretKey, REDACTED } from './redact.js'
 
 type AnySchema = Record<string, unknown>
 
@@ -90,6 +91,8 @@ function describeBranches (schema: AnySchema): string {
 }
 
 function toIssue (e: ErrorObject, data: unknown): ConfigIssue {
+  // the value of a secret key (token, password) is never quoted back
+  if (isSecretKey(e.instancePath.slice(e.instancePath.lastIndexOf('/') + 1))) e = { ...e, data: REDACTED }
   const schema = (e.parentSchema ?? {}) as AnySchema
   const hint = typeof schema['x-hint'] === 'string' ? schema['x-hint'] : undefined
   const p = e.params as Record<string, unknown>

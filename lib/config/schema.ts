@@ -43,7 +43,7 @@ const Cluster = Obj({
   name: Def(Type.String({ pattern: '^[A-Za-z0-9._-]+$', ...doc('Cluster name: prefix of every Redis key', 'letters, digits, ".", "_" or "-"') }), D.cluster.name),
   redis: Type.Optional(Redis),
   heartbeatInterval: Def(PositiveDuration('Membership heartbeat; a node is gone after 3 intervals without one'), D.cluster.heartbeatInterval),
-  snapshotPath: Type.Optional(Type.String({ minLength: 1, description: 'File of the last good shared config, used at boot while Redis is down (default: <tmpdir>/fastify-ha-gateway-<cluster.name>-<node.id>.json)' })),
+  snapshotPath: Type.Optional(Type.String({ minLength: 1, description: 'File of the last good shared config, used at boot while Redis is down; written 0600, atomically (default: <cluster.name>-<node.id>.json in $XDG_STATE_HOME/fastify-ha-gateway or ~/.local/state/fastify-ha-gateway, a 0700 directory)' })),
 }, 'Cluster membership and shared state')
 
 // ---- upstreams ----
