@@ -21,6 +21,7 @@ export const ERRORS = {
   RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed' },
   REDIS_UNAVAILABLE: { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503, message: 'Redis is unavailable: %s' },
   PRECONDITION_REQUIRED: { code: 'FHG_ERR_PRECONDITION_REQUIRED', statusCode: 428, message: 'If-Match with the config version is required: %s' },
+  CONFIG_NOT_APPLIED: { code: 'FHG_ERR_CONFIG_NOT_APPLIED', statusCode: 500, message: 'Config version %s' },
   CONFIG_CONFLICT: { code: 'FHG_ERR_CONFIG_CONFLICT', statusCode: 409, message: 'Stale config version: the store holds version %s' },
   RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s' },
   RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },

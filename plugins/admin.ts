@@ -6,6 +6,9 @@ import { ConfigError } from '../lib/config/index.js'
 import { GatewayError } from '../lib/errors.js'
 import type { SharedConfig } from '../types/index.js'
 
+/** Largest config PUT body (bytes): room for ~100k routes; a larger one gets 413 before it is parsed. */
+export const CONFIG_BODY_LIMIT = 16 * 1024 * 1024
+
 export interface AdminOptions {
   /** Route prefix (default /gateway). */
   prefix?: string
@@ -38,9 +41,12 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
   }
 
   fastify.get(`${prefix}/status`, { onRequest: guard, logLevel: 'warn' }, async () => {
+    const refused = fastify.hasDecorator('cluster') ? fastify.cluster.config.refused : undefined
     return {
       node: { id: opts.nodeId ?? 'gateway', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) },
+      // the version this node applied and runs in full; a later one it could not apply is named apart
       configVersion: opts.configVersion?.() ?? (fastify.hasDecorator('cluster') ? fastify.cluster.config.version : 0),
+      ...(refused === undefined ? {} : { configRefused: refused }),
       upstreams: withHealth(fastify),
     }
   })
@@ -52,9 +58,12 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
 function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>): void {
   const cluster = fastify.cluster
   fastify.get(`${prefix}/cluster`, { onRequest: guard, logLevel: 'warn' }, async () => {
+    const refused = cluster.config.refused
     return {
       self: cluster.nodeId,
       redis: cluster.redisEnabled ? (cluster.redisUp ? 'up' : 'down') : 'none',
+      // nodes[].configVersion is what each node applied; this node's last refused version, if any
+      ...(refused === undefined ? {} : { configRefused: refused }),
       nodes: cluster.nodes().map((n) => ({
         id: n.id,
         address: `${n.address}:${n.port}`,
@@ -74,7 +83,22 @@ function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (reques
     return { version: doc.version, config: doc.config }
   })
 
-  fastify.put(`${prefix}/config`, { onRequest: guard }, async (request, reply) => {
+  // its own scope: a JSON parser that keeps `__proto__` keys as plain data, so validation refuses them by path
+  void fastify.register(async (scope) => {
+    scope.removeContentTypeParser('application/json')
+    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: CONFIG_BODY_LIMIT }, (_request, body, done) => {
+      try {
+        done(null, JSON.parse(body as string))
+      } catch (err) {
+        // never the parser's message: V8 quotes the body, which may hold a secret
+        const at = /position (\d+)/.exec((err as Error).message)?.[1]
+        done(new GatewayError('INVALID_CONFIG', `the body is not valid JSON${at === undefined ? '' : ` (at byte ${at})`}`), undefined)
+      }
+    })
+    scope.put(`${prefix}/config`, { onRequest: guard, bodyLimit: CONFIG_BODY_LIMIT }, putConfig)
+  })
+
+  async function putConfig (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     const ifMatch = request.headers['if-match']
     if (ifMatch === undefined || ifMatch === '') {
       const err = new GatewayError('PRECONDITION_REQUIRED', 'GET the config, then PUT with If-Match: <version>')
@@ -100,7 +124,7 @@ function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (reques
       if (err instanceof GatewayError) return await reply.code(err.statusCode).send(err.toJSON())
       throw err
     }
-  })
+  }
 }
 
 /** The load balancer's view of each target, with the health record (reason, since, lastError, ejections) merged in. */

@@ -11,7 +11,6 @@
 // a PUT that changes them gets 400 naming the key; a stored document that differs is logged and the
 // node keeps its own until restarted.
 import { readFileSync } from 'node:fs'
-import os from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -20,7 +19,9 @@ import {
   ClusterConfigManager, DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext,
   createRedisConnection, failFastOptions, isRedisClient, type ConfigDoc, type NodeInfo, type RedisClient,
 } from '../lib/cluster/index.js'
-import { ConfigError, configInput, isNormalizedConfig, validateConfig, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { ConfigError, configInput, isNormalizedConfig, redactError, redactText, validateConfig, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { GatewayError } from '../lib/errors.js'
+import { defaultStateDir } from '../lib/cluster/snapshot.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
 import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
@@ -53,14 +54,16 @@ const VERSION = packageVersion()
 
 async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptions): Promise<void> {
   const cfg = isNormalizedConfig(opts.config) ? opts.config : validateConfig(opts.config)
-  const log = fastify.log.child({ component: 'cluster' })
+  // errors logged here may quote a Redis URL or a config value: credentials hidden
+  const log = fastify.log.child({ component: 'cluster' }, { serializers: { err: redactError } })
   const input = (configInput(cfg) ?? {}) as Record<string, unknown>
   // every node merges the shared document into its own per-node keys, then validates the whole
   const perNode: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(input)) if (!(SHARED_CONFIG_KEYS as readonly string[]).includes(k)) perNode[k] = v
   perNode.node = { ...(input.node as object | undefined), id: cfg.node.id }
   const fileShared = pickShared(input)
-  const snapshotPath = cfg.cluster.snapshotPath ?? join(os.tmpdir(), `fastify-ha-gateway-${cfg.cluster.name}-${cfg.node.id}.json`)
+  // default: a private directory of this user (0700), not a predictable name in the shared temp dir
+  const snapshotPath = cfg.cluster.snapshotPath ?? join(defaultStateDir(), `${cfg.cluster.name}-${snapshotName(cfg.node.id)}.json`)
   const interval = cfg.cluster.heartbeatInterval
 
   // ---- the connection: a client the app gave us, @fastify/redis, or our own from cluster.redis ----
@@ -85,7 +88,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     timeout: opts.callTimeout ?? 1500,
     onError: (err) => {
       // once per outage (the link) or per subscriber error: never per request
-      if (err.message !== lastRedisError) log.warn({ err: err.message }, 'cluster redis error')
+      if (err.message !== lastRedisError) log.warn({ err: redactText(err.message) }, 'cluster redis error')
       lastRedisError = err.message
     },
   })
@@ -106,6 +109,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   const store = new ClusterConfigManager<SharedConfig>(ctx, {
     interval,
     snapshotPath,
+    snapshotPrivateDir: cfg.cluster.snapshotPath === undefined,
     onError: (err) => log.error({ err }, 'shared config not applied: this node keeps its running config'),
   })
   const state = new StateManager(ctx)
@@ -113,10 +117,16 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
 
   // ---- applying a document ----
   let applied: { version: number, config: SharedConfig, updatedAt: number } = { version: 0, config: fileShared, updatedAt: Date.now() }
+  // the effective config this node runs: what a failed apply goes back to
+  let running: GatewayConfig = cfg
+  /** The last version this node refused (invalid here, or failed to apply), for {admin}/status; cleared by the next good one. */
+  let refused: { version: number, error: string } | undefined
   let bootApplied = false
   const userWatchers = new Set<(config: GatewayConfig, doc: ConfigDoc<SharedConfig>) => void | Promise<void>>()
+  // a PUT validated its document already: the apply that follows on this node reuses the result
+  let validated: { json: string, config: GatewayConfig } | undefined
 
-  const effective = (shared: unknown): GatewayConfig => validateConfig({ ...perNode, ...(shared as object) })
+  const effective = async (shared: unknown): Promise<GatewayConfig> => await validateConfigAsync({ ...perNode, ...(shared as object) })
   /** Boot-only keys (the rate limiter's own options, read when it registered) that `next` changes against what this node runs. */
   const bootOnlyIssues = (next: GatewayConfig): ConfigIssue[] => {
     const ran = cfg.rateLimit as Record<string, unknown>
@@ -125,12 +135,8 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       .map((k) => ({ path: `rateLimit.${k}`, message: 'cannot change at runtime (the rate limiter reads it at boot): change it in every node\'s file and restart them; rateLimit.default and routes[].rateLimit do change at runtime' }))
   }
 
-  const apply = async (doc: ConfigDoc<SharedConfig>, initial: boolean): Promise<void> => {
-    const next = effective(doc.config) // a ConfigError refuses the document: the running config stays
-    const drift = bootOnlyIssues(next)
-    if (drift.length > 0) {
-      log.warn({ version: doc.version, keys: drift.map((i) => i.path) }, 'the shared config changes boot-only keys: this node keeps its own values of them until restarted with the same file')
-    }
+  /** Every part of the node switched to `next`: upstreams, their failover, then the watchers (route table, health checks). */
+  const switchTo = async (next: GatewayConfig, doc: ConfigDoc<SharedConfig>): Promise<void> => {
     // upstreams first (a new route may name a new upstream), then their failover; watchers (the gateway's route table) last
     if (opts.toUpstreamSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
       fastify.loadBalancer.upstreams.reconcile(opts.toUpstreamSpecs(next))
@@ -139,15 +145,42 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       const f = opts.toFailoverSpecs(next)
       fastify.loadBalancer.failover.reconcile(f.failover, f.circuitBreaker)
     }
+    // a watcher that throws refuses the document (the node goes back to the previous one)
+    for (const fn of userWatchers) await fn(next, doc)
+  }
+
+  /** Apply `doc` in full, or not at all: on any failure the node runs its previous config again, every part of it. */
+  const apply = async (doc: ConfigDoc<SharedConfig>, initial: boolean): Promise<void> => {
+    let next: GatewayConfig
+    try {
+      const json = validated === undefined ? undefined : JSON.stringify(doc.config)
+      next = validated !== undefined && validated.json === json ? validated.config : await effective(doc.config)
+    } catch (err) {
+      refused = { version: doc.version, error: redactText((err as Error).message) }
+      throw err // a ConfigError refuses the document: the running config stays
+    }
+    const drift = bootOnlyIssues(next)
+    if (drift.length > 0) {
+      log.warn({ version: doc.version, keys: drift.map((i) => i.path) }, 'the shared config changes boot-only keys: this node keeps its own values of them until restarted with the same file')
+    }
+    const previous = running
+    const previousDoc: ConfigDoc<SharedConfig> = { ...applied, rev: '' }
+    try {
+      await switchTo(next, doc)
+    } catch (err) {
+      refused = { version: doc.version, error: redactText((err as Error).message) }
+      log.error({ err, version: doc.version, running: applied.version }, 'shared config failed to apply: going back to the running version')
+      try { await switchTo(previous, previousDoc) } catch (again) { log.error({ err: again }, 'going back to the running version failed') }
+      throw err
+    }
+    running = next
+    refused = undefined
     applied = { version: doc.version, config: doc.config, updatedAt: doc.updatedAt }
     metrics?.setConfigVersion(doc.version)
     // Redis's clock at write to ours at apply: what a PUT costs to reach this node
     if (!initial) metrics?.observePropagation((Date.now() - doc.updatedAt) / 1000)
     membership.update({ configVersion: doc.version })
     log.info({ version: doc.version, upstreams: Object.keys(next.upstreams).length }, 'shared config applied')
-    for (const fn of userWatchers) {
-      try { await fn(next, doc) } catch (err) { log.error({ err }, 'config watcher failed') }
-    }
   }
   store.watch(async (doc) => {
     const initial = !bootApplied
@@ -166,7 +199,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
         }
         await store.sync(true)
       } catch (err) {
-        log.warn({ err: (err as Error).message }, 'shared config sync failed: retrying when Redis answers')
+        log.warn({ err: redactText((err as Error).message) }, 'shared config sync failed: retrying when Redis answers')
       } finally {
         syncing = undefined
       }
@@ -229,6 +262,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
 
   const config: ClusterConfig = {
     get version () { return applied.version },
+    get refused () { return refused === undefined ? undefined : { ...refused } },
     current: () => ({ ...applied }),
     async get () {
       if (!ctx.link.enabled || !ctx.link.up) return { ...applied }
@@ -238,13 +272,21 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     async put (shared, ifMatchVersion) {
       const issues = sharedShapeIssues(shared)
       if (issues.length > 0) throw new ConfigError(issues)
-      const next = effective(shared)
+      // everything a node checks before it applies, checked before anything is stored
+      const next = await effective(shared)
       const frozen = bootOnlyIssues(next)
       if (frozen.length > 0) throw new ConfigError(frozen)
-      const doc = await store.put(JSON.parse(JSON.stringify(shared)) as SharedConfig, ifMatchVersion)
+      const json = JSON.stringify(shared)
+      validated = { json, config: next }
+      let doc: ConfigDoc<SharedConfig>
+      try {
+        doc = await store.put(JSON.parse(json) as SharedConfig, ifMatchVersion)
+      } finally {
+        validated = undefined
+      }
       if (applied.version !== doc.version) {
-        // the watcher refused it (cannot happen for a validated document, but say so)
-        throw new ConfigError([{ path: '', message: `version ${doc.version} was stored but not applied on this node` }])
+        // valid, stored, but a part of this node failed to switch (logged): it runs its previous version in full
+        throw new GatewayError('CONFIG_NOT_APPLIED', `${doc.version} was stored but this node failed to apply it (${refused?.error ?? 'see the log'}); it keeps running version ${applied.version}`)
       }
       return { version: doc.version }
     },
@@ -268,6 +310,11 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
   }
   fastify.decorate('cluster', decorator)
+}
+
+/** A node id as a file name: any character but letters, digits, ".", "_" and "-" becomes "_". */
+function snapshotName (id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, '_')
 }
 
 /** The shared keys of a config input, as JSON (what the store keeps). */

@@ -14,6 +14,7 @@ import fp from 'fastify-plugin'
 import { RedisDiscovery, isKeyPart, type ServiceDiscovery, type ServiceInstance } from '../lib/cluster/index.js'
 import type { UpstreamEntry } from '../lib/upstream/registry.js'
 import type { Target } from '../lib/upstream/target.js'
+import { redactText } from '../lib/config/redact.js'
 
 export interface DiscoveryPluginOptions {
   /** `upstreams` of the config: those with `discovery.service` are fed from the registry. */
@@ -88,7 +89,7 @@ async function discoveryPlugin (fastify: FastifyInstance, opts: DiscoveryPluginO
           warnOnce(`bad:${name}:${i.id}:${i.url}`, { upstream: name, service: b.service, target: i.id, url: i.url, err: (err as Error).message }, 'a discovered instance cannot be a target: ignored')
           continue
         }
-        log.info({ upstream: name, service: b.service, target: i.id, url: i.url }, 'discovered target added')
+        log.info({ upstream: name, service: b.service, target: i.id, url: redactText(i.url) }, 'discovered target added')
         continue
       }
       if (holder === undefined) pool.add(t) // config sync rebuilt the pool: the same Target, its state kept

@@ -1,9 +1,9 @@
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { isNormalizedConfig, redactError, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { applyServerLimits, armBodyIdle } from '../lib/client-limits.js'
-import { fileRouteTable } from '../lib/routes/file-routes.js'
+import { fileRouteTable, fileRouteTableAsync } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
@@ -76,7 +76,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // the configured routes' table: swapped right after each applied config's upstreams, before other watchers run
   const routes = new RouteTableRef(fileRouteTable(config))
   if (!fastify.hasRequestDecorator(kMatchedRoute)) fastify.decorateRequest(kMatchedRoute, null)
-  fastify.cluster.config.watch((next) => { routes.swap(fileRouteTable(next, routes.current)) })
+  fastify.cluster.config.watch(async (next) => { routes.swap(await fileRouteTableAsync(next, routes.current)) })
   // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
   const { default: _default, ...rateLimitOptions } = config.rateLimit
   // rateLimit.trustProxy, when set, wins for the limiter's client IP; else node.trustProxy
@@ -131,7 +131,7 @@ export interface StartNodeOptions {
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
   const app = Fastify({
-    logger: opts.logger ?? false,
+    logger: redactingLogger(opts.logger ?? false),
     // request.ip / hostname / protocol read forwarding headers from the same peers the proxy trusts
     trustProxy: config.node.trustProxy as boolean, // Fastify takes a hop count too; its types leave it out
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
@@ -180,6 +180,13 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   })
   await Promise.race([app.close(), bounded])
   clearTimeout(timer)
+}
+
+/** Logger options whose `err` serializer hides URL credentials (a Redis URL in an error never reaches the log). */
+function redactingLogger (logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
+  if (logger === true) return { serializers: { err: redactError } }
+  if (typeof logger === 'object' && logger !== null && !('serializers' in logger)) return { ...logger, serializers: { err: redactError } }
+  return logger
 }
 
 export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`

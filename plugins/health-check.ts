@@ -77,8 +77,9 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     else if (e.type === 'recovery_result' && !e.ok) fastify.log.warn({ upstream: e.upstream, target: e.target.id, error: e.error }, 'recovery action failed')
   })
 
+  /** Start an upstream's checks with its options; the running ones stop only once the new ones are built (a throw keeps them). */
   function attach (entry: UpstreamEntry, keepState = false): void {
-    detach(entry.name, keepState)
+    if (!keepState) detach(entry.name)
     const cfg = options.get(entry.name) ?? {}
     const action = opts.recoveryActions?.[entry.name]
     const health = createHealth(entry.pool, {
@@ -96,6 +97,7 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
           : { ok: true, status: r.statusCode }, now)
       },
     }
+    detach(entry.name, keepState)
     entry.observers.push(observer)
     checks.set(entry.name, { health, observer, entry })
     health.start()
@@ -144,11 +146,17 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     subscribe: (fn) => registry.subscribe(fn),
     configure (name, healthCheck) {
       const before = options.get(name)
-      options.set(name, healthCheck)
       if (JSON.stringify(before ?? {}) === JSON.stringify(healthCheck ?? {})) return false
+      options.set(name, healthCheck)
       const c = checks.get(name)
       if (c === undefined || closed) return false // attached later with these options
-      attach(c.entry, true)
+      try {
+        attach(c.entry, true)
+      } catch (err) {
+        // the old checks still run: keep their options, so the next good config is compared with them
+        options.set(name, before)
+        throw err
+      }
       fastify.log.info({ upstream: name }, 'health checks restarted with new options')
       return true
     },

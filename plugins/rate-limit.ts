@@ -10,6 +10,7 @@ import {
   type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
 } from '../lib/ratelimit/policy.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
+import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { RedisStore } from '../lib/ratelimit/redis-store.js'
@@ -103,7 +104,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       onError: (err) => {
         if (reported) return
         reported = true
-        fastify.log.warn({ err: err.message }, 'rate-limit redis connection failing; reconnecting')
+        fastify.log.warn({ err: redactText(err.message) }, 'rate-limit redis connection failing; reconnecting')
       },
     })
     own.on('ready', () => { reported = false })

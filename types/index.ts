@@ -85,10 +85,16 @@ export interface ClusterConfig {
   get (): Promise<{ version: number, config: SharedConfig, updatedAt: number }>
   /**
    * Validate, then compare-and-set: stored as ifMatchVersion + 1 if the store still holds ifMatchVersion, published,
-   * applied here. Throws ConfigError (invalid; nothing written), ConfigConflictError (stale) or FHG_ERR_REDIS_UNAVAILABLE.
+   * applied here. Throws ConfigError (invalid; nothing written), ConfigConflictError (stale), FHG_ERR_REDIS_UNAVAILABLE,
+   * or FHG_ERR_CONFIG_NOT_APPLIED (stored, but this node failed to switch to it and runs its previous version in full).
    */
   put (config: SharedConfig, ifMatchVersion: number): Promise<{ version: number }>
-  /** `fn` runs after each apply on this node with the whole effective config; returns the unwatch function. */
+  /** The last version this node refused (invalid with its own keys, or failed to apply) and why; undefined once a later one applied. */
+  readonly refused: { version: number, error: string } | undefined
+  /**
+   * `fn` runs during each apply on this node with the whole effective config; returns the unwatch function.
+   * A watcher that throws refuses the document: the node switches back to the version it ran, in full.
+   */
   watch (fn: (config: GatewayConfig, doc: ConfigDoc<SharedConfig>) => void | Promise<void>): () => void
 }
 

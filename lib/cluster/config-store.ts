@@ -55,6 +55,8 @@ export interface ConfigStoreOptions {
   interval: number
   /** Where the last good document is written after every apply; absent: no snapshot. */
   snapshotPath?: string
+  /** The snapshot's directory is made private (0700, this user's) before each write: the default location. Default false. */
+  snapshotPrivateDir?: boolean
   /** Write the last known document back when the store is found empty (Redis lost its data). Default true. */
   reseedWhenEmpty?: boolean
   /**
@@ -214,7 +216,7 @@ export class ClusterConfigManager<T = unknown> {
   async writeSnapshot (doc: ConfigDoc<T>): Promise<void> {
     const path = this.o.snapshotPath
     if (path === undefined) return
-    const next = this.snapshotChain.then(() => writeFileAtomic(path, JSON.stringify(doc)))
+    const next = this.snapshotChain.then(() => writeFileAtomic(path, JSON.stringify(doc), { privateDir: this.o.snapshotPrivateDir }))
     this.snapshotChain = next.catch(noop)
     await next
   }

@@ -16,7 +16,11 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const known = names.length === 0 ? 'none are defined' : `known: ${names.join(', ')}`
   const unknownUpstream = (name: string): string => `unknown upstream "${name}" (${known})`
   const routesByUpstream = new Map<string, GatewayConfig['routes']>()
-  for (const r of cfg.routes) routesByUpstream.set(r.upstream, [...(routesByUpstream.get(r.upstream) ?? []), r])
+  for (const r of cfg.routes) {
+    const list = routesByUpstream.get(r.upstream)
+    if (list === undefined) routesByUpstream.set(r.upstream, [r])
+    else list.push(r)
+  }
 
   cfg.notifications.forEach((n, i) => {
     if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
@@ -51,6 +55,9 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
         }
       }
     }
+    if (u.healthCheck.recovery !== undefined && u.healthCheck.recovery.webhook === undefined) {
+      add([...at, 'healthCheck', 'recovery', 'webhook'], 'is required: the webhook is the recovery action a config can name')
+    }
     const p = u.healthCheck.passive
     if (p !== undefined && p.baseEjectionTime > p.maxEjectionTime) {
       add([...at, 'healthCheck', 'passive', 'maxEjectionTime'], `must be at least baseEjectionTime (${formatDuration(p.baseEjectionTime)})`)
@@ -63,10 +70,12 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
 
   checkRules(cfg.rateLimit.default, ['rateLimit', 'default'], input.rateLimit?.default, add)
   const reserved = reservedPaths(cfg)
-  const seen: Array<{ path: string, methods?: string[], index: number }> = []
+  // routes by normalized path: a duplicate is looked up among the routes of its own path only (linear overall)
+  const seen = new Map<string, Array<{ methods?: string[], index: number }>>()
   cfg.routes.forEach((r, i) => {
     const at: Seg = ['routes', i]
-    const u = cfg.upstreams[r.upstream] as GatewayConfig['upstreams'][string] | undefined
+    // own keys only: `toString` or `constructor` is no upstream
+    const u = Object.hasOwn(cfg.upstreams, r.upstream) ? cfg.upstreams[r.upstream] : undefined
     if (u === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
     const strategy = r.strategy ?? u?.strategy
     if (r.hashOn !== undefined && strategy !== 'consistent_hash') {
@@ -77,9 +86,11 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
     const path = r.path.length > 1 ? r.path.replace(/\/+$/, '') || '/' : r.path
     const clash = reserved.find(x => path === x || path.startsWith(x + '/'))
     if (clash !== undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
-    const dup = seen.find(s => s.path === path && overlap(s.methods, r.methods))
+    const same = seen.get(path)
+    const dup = same?.find(s => overlap(s.methods, r.methods))
     if (dup !== undefined) add([...at, 'path'], `duplicates routes[${dup.index}] (${path})`)
-    seen.push({ path, methods: r.methods, index: i })
+    if (same === undefined) seen.set(path, [{ methods: r.methods, index: i }])
+    else same.push({ methods: r.methods, index: i })
   })
   return issues
 }
@@ -89,7 +100,7 @@ function checkFailover (f: Failover, at: Seg, self: string, add: (p: Seg, m: str
   unknownUpstream: (n: string) => string, cfg: GatewayConfig): void {
   if (f.fallback !== undefined) {
     if (f.fallback === self) add([...at, 'fallback'], `must name another upstream, not "${self}" itself`)
-    else if (cfg.upstreams[f.fallback] === undefined) add([...at, 'fallback'], unknownUpstream(f.fallback))
+    else if (!Object.hasOwn(cfg.upstreams, f.fallback)) add([...at, 'fallback'], unknownUpstream(f.fallback))
   }
   if (f.perTryTimeout !== undefined && f.timeout !== undefined && f.perTryTimeout > f.timeout) {
     add([...at, 'perTryTimeout'], `${formatDuration(f.perTryTimeout)} is longer than timeout ${formatDuration(f.timeout)}`)
@@ -100,7 +111,6 @@ type Rules = GatewayConfig['rateLimit']['default']
 function checkRules (rules: Rules, at: Seg, raw: unknown, add: (p: Seg, m: string) => void): void {
   (rules ?? []).forEach((rule, i) => {
     const ruleAt = Array.isArray(raw) ? [...at, i] : at
-    if (rule.window <= 0) add([...ruleAt, 'window'], 'must be longer than 0')
     if (rule.cost > rule.limit) add([...ruleAt, 'cost'], `${rule.cost} is more than limit ${rule.limit}: no request could pass`)
   })
 }

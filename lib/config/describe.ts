@@ -54,7 +54,7 @@ function isContainer (s: AnySchema): boolean {
 
 function typeName (s: AnySchema): string {
   switch (s['x-kind']) {
-    case 'duration': return 'duration'
+    case 'duration': return s['x-positive'] === true ? 'duration > 0' : 'duration'
     case 'statuses': return 'status[]'
     case 'retryOn': return '(connect_failure | reset | timeout | status)[]'
     case 'oneOrMany': return 'object | object[]'

@@ -2,7 +2,9 @@
 export { ConfigError, formatIssue, type ConfigIssue } from './config-error.js'
 export { parseDuration, formatDuration, MAX_DURATION_MS } from './duration.js'
 export { substituteEnv, type Env } from './env.js'
-export { validateConfig, configIssues, isNormalizedConfig, kNormalized, configInput, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
+export { REDACTED, redactConfig, redactText, redactError, isSecretKey } from './redact.js'
+export { FORBIDDEN_KEYS, MAX_CONFIG_DEPTH } from './input-guard.js'
+export { validateConfig, validateConfigAsync, configIssues, isNormalizedConfig, kNormalized, configInput, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
 export { statusIn, statusRange } from './normalize.js'
 export {

@@ -1,13 +1,18 @@
 // ajv errors -> one clear issue per path: `upstreams.users.strategy: must be one of round_robin, ...`.
 import type { ErrorObject } from 'ajv'
-import { joinPath, type ConfigIssue } from './config-error.js'
+import { joinPath, MAX_ISSUES, moreIssues, type ConfigIssue } from './config-error.js'
+import { isSecretKey, REDACTED } from './redact.js'
 
 type AnySchema = Record<string, unknown>
 
+/** ajv errors -> issues, at most MAX_ISSUES of them (then one line counting the rest: a huge bad document stays cheap). */
 export function translateErrors (errors: readonly ErrorObject[], data: unknown): ConfigIssue[] {
   const out: ConfigIssue[] = []
   const seen = new Set<string>()
-  for (const e of resolveUnions(errors)) {
+  const resolved = resolveUnions(errors)
+  for (let i = 0; i < resolved.length; i++) {
+    if (out.length === MAX_ISSUES) { out.push(moreIssues(resolved.length - i)); break }
+    const e = resolved[i]
     const issue = e.keyword === 'x-union'
       ? { path: pointerToPath(e.instancePath, data), message: String((e.params as { message: string }).message) }
       : toIssue(e, data)
@@ -18,43 +23,60 @@ export function translateErrors (errors: readonly ErrorObject[], data: unknown):
   return out
 }
 
+/** An ajv error, and for a union's error the errors of its branches (a tree, built in one pass). */
+interface Node { e: ErrorObject, children: Node[] | undefined, resolved?: ErrorObject[] }
+
+const isUnion = (e: ErrorObject): boolean => e.keyword === 'anyOf' || e.keyword === 'oneOf'
+/** `b` sits inside union `u`: under its schema path and at or below its data. */
+const within = (b: ErrorObject, u: ErrorObject): boolean =>
+  b.schemaPath.startsWith(u.schemaPath + '/') && (b.instancePath === u.instancePath || b.instancePath.startsWith(u.instancePath + '/'))
+
 /**
  * ajv reports every branch of an anyOf. Keep one story per union: the branch that matches the value's
  * shape when there is exactly one (its own errors say more), otherwise one message naming what is allowed.
+ * Linear: ajv pushes a union's branch errors just before the union's own error, so a stack nests them.
  */
 function resolveUnions (errors: readonly ErrorObject[]): ErrorObject[] {
-  const unions = errors.filter(e => e.keyword === 'anyOf' || e.keyword === 'oneOf')
-  const outer = unions.filter(u => !unions.some(v => v !== u && u.schemaPath.startsWith(v.schemaPath + '/')))
-  const inside = (e: ErrorObject): ErrorObject | undefined => outer.find(u => e !== u && e.schemaPath.startsWith(u.schemaPath + '/'))
-  const result: ErrorObject[] = []
+  const stack: Node[] = []
   for (const e of errors) {
-    if (inside(e) !== undefined) continue
     // the `propertyNames` error that follows says it better, naming the key
     if (e.schemaPath.includes('/propertyNames/')) continue
-    if (!outer.includes(e)) { result.push(e); continue }
-    const branches = new Map<string, ErrorObject[]>()
-    for (const b of errors) {
-      if (b === e || !b.schemaPath.startsWith(e.schemaPath + '/')) continue
-      const idx = b.schemaPath.slice(e.schemaPath.length + 1).split('/')[0]
-      const list = branches.get(idx) ?? []
-      list.push(b)
-      branches.set(idx, list)
-    }
-    // branches whose type fits the value (no `type` error at the union's own path)
-    const fitting = [...branches.values()].filter(list =>
-      !list.some(b => b.instancePath === e.instancePath && (b.keyword === 'type' || b.keyword === 'enum' || b.keyword === 'const')))
-    const isContainer = typeof e.data === 'object' && e.data !== null
-    let chosen: ErrorObject[] | undefined
-    if (isContainer && fitting.length === 1) chosen = fitting[0]
-    else if (isContainer && fitting.length > 1) {
-      const sizes = fitting.map(list => resolveUnions(list).length)
-      const min = Math.min(...sizes)
-      if (sizes.filter(s => s === min).length === 1) chosen = fitting[sizes.indexOf(min)]
-    }
-    if (chosen !== undefined) result.push(...resolveUnions(chosen))
-    else result.push(unionIssue(e))
+    if (!isUnion(e)) { stack.push({ e, children: undefined }); continue }
+    let i = stack.length
+    while (i > 0 && within(stack[i - 1].e, e)) i--
+    stack.push({ e, children: stack.splice(i) })
   }
-  return result
+  const out: ErrorObject[] = []
+  for (const n of stack) for (const r of resolveNode(n)) out.push(r)
+  return out
+}
+
+function resolveNode (n: Node): ErrorObject[] {
+  if (n.resolved !== undefined) return n.resolved
+  if (n.children === undefined) return (n.resolved = [n.e])
+  const e = n.e
+  const branches = new Map<string, Node[]>()
+  for (const c of n.children) {
+    const idx = c.e.schemaPath.slice(e.schemaPath.length + 1).split('/', 1)[0]
+    const list = branches.get(idx)
+    if (list === undefined) branches.set(idx, [c])
+    else list.push(c)
+  }
+  // branches whose type fits the value (no `type` error at the union's own path)
+  const wrongType = (c: Node): boolean =>
+    (c.e.instancePath === e.instancePath && (c.e.keyword === 'type' || c.e.keyword === 'enum' || c.e.keyword === 'const')) ||
+    (c.children !== undefined && c.children.some(wrongType))
+  const fitting = [...branches.values()].filter(list => !list.some(wrongType))
+  const isContainer = typeof e.data === 'object' && e.data !== null
+  let chosen: Node[] | undefined
+  if (isContainer && fitting.length === 1) chosen = fitting[0]
+  else if (isContainer && fitting.length > 1) {
+    const sizes = fitting.map(list => list.reduce((sum, c) => sum + resolveNode(c).length, 0))
+    const min = Math.min(...sizes)
+    if (sizes.filter(s => s === min).length === 1) chosen = fitting[sizes.indexOf(min)]
+  }
+  n.resolved = chosen !== undefined ? chosen.flatMap(resolveNode) : [unionIssue(e)]
+  return n.resolved
 }
 
 function unionIssue (e: ErrorObject): ErrorObject {
@@ -69,6 +91,8 @@ function describeBranches (schema: AnySchema): string {
 }
 
 function toIssue (e: ErrorObject, data: unknown): ConfigIssue {
+  // the value of a secret key (token, password) is never quoted back
+  if (isSecretKey(e.instancePath.slice(e.instancePath.lastIndexOf('/') + 1))) e = { ...e, data: REDACTED }
   const schema = (e.parentSchema ?? {}) as AnySchema
   const hint = typeof schema['x-hint'] === 'string' ? schema['x-hint'] : undefined
   const p = e.params as Record<string, unknown>

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
 import { ConfigError } from './config-error.js'
 import { coerceScalars } from './coerce.js'
+import { inputGuardIssues } from './input-guard.js'
 import { substituteEnv, type Env, type PathSegments } from './env.js'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import { validateConfig } from './validate.js'
@@ -22,6 +23,9 @@ export function loadConfigFile (file: string, env: Env = process.env): GatewayCo
 /** The same, from YAML text; `source` names it in syntax errors. */
 export function parseConfigText (text: string, env: Env = process.env, source = '<config>'): GatewayConfig {
   const raw = parseYaml(text, source)
+  // before the environment is substituted: copying a `__proto__` key would set a prototype (hidden config)
+  const unsafe = inputGuardIssues(raw)
+  if (unsafe.length > 0) throw new ConfigError(unsafe)
   const whole: PathSegments[] = []
   const data = substituteEnv(raw, env, whole)
   coerceScalars(GatewayConfigSchema as unknown as Record<string, unknown>, data, whole)

@@ -15,7 +15,10 @@ export function applySchema (schema: AnySchema, value: unknown, path: PathSegmen
   switch (schema['x-kind']) {
     case 'duration':
       try {
-        return parseDuration(value as number | string)
+        const ms = parseDuration(value as number | string)
+        // "0s" passes the string pattern; the number branch refused 0 already
+        if (schema['x-positive'] === true && !(ms > 0)) issues.push({ path: joinPath(path), message: `must be a duration longer than 0, got ${JSON.stringify(value)}` })
+        return ms
       } catch (err) {
         issues.push({ path: joinPath(path), message: (err as Error).message })
         return value

@@ -6,9 +6,10 @@ import { DURATION_PATTERN, MAX_DURATION_MS } from './duration.js'
 /**
  * Annotation keywords the schema carries (registered with ajv, so strict mode accepts them):
  * `x-hint` is the human phrase for "what is allowed" used in error messages and the options table;
- * `x-kind` tells the normalizer how to convert a value (see normalize.ts).
+ * `x-kind` tells the normalizer how to convert a value (see normalize.ts); `x-positive` marks a duration that
+ * must be longer than 0 (the code that runs it cannot take 0: a timer loop, a TTL, a deadline).
  */
-export const ANNOTATIONS = ['x-hint', 'x-kind'] as const
+export const ANNOTATIONS = ['x-hint', 'x-kind', 'x-positive'] as const
 export type XKind = 'duration' | 'statuses' | 'retryOn' | 'oneOrMany'
 
 // Type-only brands: a schema says what it becomes after normalization, and whether it is always there.
@@ -55,16 +56,32 @@ export function StringEnum<const T extends readonly string[]> (values: T, descri
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description })
 }
 
-/** `number | string` in the input, milliseconds after normalization. */
-export function Duration (description: string): NormalAs<TUnion<[ReturnType<typeof Type.Number>, ReturnType<typeof Type.String>]>, number> {
+const DURATION_HINT = 'a duration: milliseconds >= 0, or a string like 500ms, 1s, 1.5s, 5m, 1h'
+const POSITIVE_HINT = 'a duration longer than 0: milliseconds > 0, or a string like 500ms, 1s, 1.5s, 5m, 1h'
+export type DurationSchema = NormalAs<TUnion<[ReturnType<typeof Type.Number>, ReturnType<typeof Type.String>]>, number>
+
+/**
+ * `number | string` in the input, milliseconds after normalization. `positive`: 0 is refused (the schema
+ * states it, so a stored config is one every node can run); the normalizer refuses "0s" and the like.
+ */
+export function Duration (description: string, opts: { positive?: boolean } = {}): DurationSchema {
+  const positive = opts.positive === true
   return Type.Union([
-    Type.Number({ minimum: 0, maximum: MAX_DURATION_MS }),
+    positive
+      ? Type.Number({ exclusiveMinimum: 0, maximum: MAX_DURATION_MS, 'x-hint': POSITIVE_HINT })
+      : Type.Number({ minimum: 0, maximum: MAX_DURATION_MS }),
     Type.String({ pattern: DURATION_PATTERN }),
   ], {
     description,
     'x-kind': 'duration',
-    'x-hint': 'a duration: milliseconds >= 0, or a string like 500ms, 1s, 1.5s, 5m, 1h',
-  }) as NormalAs<TUnion<[ReturnType<typeof Type.Number>, ReturnType<typeof Type.String>]>, number>
+    ...(positive ? { 'x-positive': true } : {}),
+    'x-hint': positive ? POSITIVE_HINT : DURATION_HINT,
+  }) as DurationSchema
+}
+
+/** A duration that must be longer than 0. */
+export function PositiveDuration (description: string): DurationSchema {
+  return Duration(description, { positive: true })
 }
 
 /** An HTTP status range, inclusive: [from, to]. */

@@ -3,7 +3,7 @@
 import { Type, type Static, type TObject } from '@sinclair/typebox'
 import { STRATEGIES } from '../balancers/types.js'
 import { DEFAULTS } from './defaults.js'
-import { Def, Derived, Duration, HttpOrigin, HttpUrl, Obj, StatusItem, Statuses, StringEnum, doc,
+import { Def, Derived, Duration, HttpOrigin, PositiveDuration, HttpUrl, Obj, StatusItem, Statuses, StringEnum, doc,
   withoutDefaults, type NormalAs, type Normalized, type StatusRange } from './schema-kit.js'
 
 const D = DEFAULTS
@@ -53,8 +53,8 @@ const Redis = Type.Union([
 const Cluster = Obj({
   name: Def(Type.String({ pattern: '^[A-Za-z0-9._-]+$', ...doc('Cluster name: prefix of every Redis key', 'letters, digits, ".", "_" or "-"') }), D.cluster.name),
   redis: Type.Optional(Redis),
-  heartbeatInterval: Def(Duration('Membership heartbeat; a node is gone after 3 intervals without one'), D.cluster.heartbeatInterval),
-  snapshotPath: Type.Optional(Type.String({ minLength: 1, description: 'File of the last good shared config, used at boot while Redis is down (default: <tmpdir>/fastify-ha-gateway-<cluster.name>-<node.id>.json)' })),
+  heartbeatInterval: Def(PositiveDuration('Membership heartbeat; a node is gone after 3 intervals without one'), D.cluster.heartbeatInterval),
+  snapshotPath: Type.Optional(Type.String({ minLength: 1, description: 'File of the last good shared config, used at boot while Redis is down; written 0600, atomically (default: <cluster.name>-<node.id>.json in $XDG_STATE_HOME/fastify-ha-gateway or ~/.local/state/fastify-ha-gateway, a 0700 directory)' })),
 }, 'Cluster membership and shared state')
 
 // ---- upstreams ----
@@ -72,9 +72,9 @@ const ActiveHealthCheck = Obj({
   path: Def(Type.String({ pattern: '^/', ...doc('Path of the HTTP probe', 'a path starting with /') }), A.path),
   expectedStatuses: Def(Statuses('Answers that count as healthy: statuses (200), ranges ("200-399") or classes ("2xx")'), A.expectedStatuses),
   host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the HTTP probe (default: the target\'s host)' })),
-  interval: Def(Duration('Time between probes of a healthy or unknown target'), A.interval),
-  unhealthyInterval: Derived(Duration('Time between probes of an unhealthy target (default: interval)')),
-  timeout: Derived(Duration('Probe timeout (default: 2s, or interval if shorter); may not exceed interval')),
+  interval: Def(PositiveDuration('Time between probes of a healthy or unknown target'), A.interval),
+  unhealthyInterval: Derived(PositiveDuration('Time between probes of an unhealthy target (default: interval)')),
+  timeout: Derived(PositiveDuration('Probe timeout (default: 2s, or interval if shorter); may not exceed interval')),
   healthyThreshold: Def(Int(1, 'Passing probes in a row that make a target healthy'), A.healthyThreshold),
   unhealthyThreshold: Def(Int(1, 'Failing probes in a row that make a target unhealthy'), A.unhealthyThreshold),
   jitter: Derived(Duration('Random extra delay, up to this, before each probe (default: interval / 10)')),
@@ -87,17 +87,17 @@ const P = D.passiveHealthCheck
 const PassiveHealthCheck = Obj({
   consecutiveFailures: Def(Int(1, 'Failures in a row (errors, timeouts, failureStatuses) that eject a target'), P.consecutiveFailures),
   failureStatuses: Def(Statuses('Upstream answers that count as failures'), P.failureStatuses),
-  baseEjectionTime: Def(Duration('Ejection time; the n-th ejection lasts n times this'), P.baseEjectionTime),
-  maxEjectionTime: Def(Duration('Longest ejection'), P.maxEjectionTime),
+  baseEjectionTime: Def(PositiveDuration('Ejection time; the n-th ejection lasts n times this'), P.baseEjectionTime),
+  maxEjectionTime: Def(PositiveDuration('Longest ejection'), P.maxEjectionTime),
   maxEjectionPercent: Def(Percent('Largest share of the upstream ejected at once (the last eligible target never is)'), P.maxEjectionPercent),
 }, 'Outlier ejection from live traffic; absent: off')
 
 const Recovery = Obj({
   after: Duration('How long a target stays unhealthy before the recovery action runs'),
-  cooldown: Def(Duration('Least time between two recovery actions for one target'), D.recovery.cooldown),
+  cooldown: Def(PositiveDuration('Least time between two recovery actions for one target'), D.recovery.cooldown),
   webhook: Type.Optional(Obj({
     url: HttpUrl('URL the recovery event is POSTed to (JSON)'),
-    timeout: Def(Duration('Webhook request timeout'), D.recoveryWebhook.timeout),
+    timeout: Def(PositiveDuration('Webhook request timeout'), D.recoveryWebhook.timeout),
   }, 'Recovery action: an HTTP POST')),
 }, 'Auto recovery of targets that stay down; absent: off')
 
@@ -120,8 +120,8 @@ const F = D.failover
 const Failover = Obj({
   maxRetries: Def(Int(0, 'Tries on other targets after the first one'), F.maxRetries),
   retryOn: Def(RetryOnSchema, F.retryOn),
-  perTryTimeout: Type.Optional(Duration('Deadline of each try, until the response headers')),
-  timeout: Type.Optional(Duration('Deadline of the whole request, all tries included')),
+  perTryTimeout: Type.Optional(Duration('Deadline of each try, until the response headers (0: none)')),
+  timeout: Type.Optional(Duration('Deadline of the whole request, all tries included (0: none)')),
   retryDelay: Def(Duration('Backoff base between tries, with full jitter (connect failures retry at once)'), F.retryDelay),
   maxRetryAfter: Def(Duration('Longest upstream Retry-After honoured; a longer one ends the retries'), F.maxRetryAfter),
   retryNonIdempotent: Def(Type.Boolean({ description: 'Retry POST and PATCH without an Idempotency-Key' }), F.retryNonIdempotent),
@@ -137,10 +137,10 @@ const C = D.circuitBreaker
 const CircuitBreaker = Obj({
   errorThreshold: Def(Percent('Error share (%) over the window that opens the circuit'), C.errorThreshold),
   volumeThreshold: Def(Int(1, 'Least requests in the window before errorThreshold applies'), C.volumeThreshold),
-  window: Def(Duration('Rolling window of the error share'), C.window),
+  window: Def(PositiveDuration('Rolling window of the error share'), C.window),
   consecutiveFailures: Def(Int(0, 'Failures in a row that open the circuit (0: off)'), C.consecutiveFailures),
-  openDuration: Def(Duration('How long the circuit stays open; doubles with each trip in a row'), C.openDuration),
-  maxOpenDuration: Def(Duration('Longest open period'), C.maxOpenDuration),
+  openDuration: Def(PositiveDuration('How long the circuit stays open; doubles with each trip in a row'), C.openDuration),
+  maxOpenDuration: Def(PositiveDuration('Longest open period'), C.maxOpenDuration),
   halfOpenRequests: Def(Int(1, 'Trial requests let through while half open'), C.halfOpenRequests),
   maxInFlight: Type.Optional(Int(1, 'Requests in flight above which a target is skipped (default: no cap)')),
 }, 'Per-target circuit breaker; absent: off')
@@ -174,7 +174,7 @@ const R = D.rateLimitRule
 const RateLimitRule = Obj({
   algorithm: StringEnum(RATE_LIMIT_ALGORITHMS, 'Counting algorithm'),
   limit: Int(1, 'Requests (cost units) allowed per window'),
-  window: Duration('Window length; for token_bucket, the time to refill `limit`'),
+  window: PositiveDuration('Window length; for token_bucket, the time to refill `limit`'),
   key: Def(Type.String({ pattern: `^(?:ip|route|header:${TOKEN})$`, ...doc('Who shares a budget', 'ip, route or header:<name>') }), R.key),
   cost: Def(Int(1, 'Units each request spends'), R.cost),
   mode: Def(StringEnum(['exact', 'lease'], 'exact: every decision in Redis; lease: spend a slice of the budget locally'), R.mode),
@@ -189,7 +189,7 @@ function RateLimitRules (description: string) {
 const G = D.rateLimit
 const RateLimit = Obj({
   onStoreError: Def(StringEnum(STORE_ERROR_POLICIES, 'What happens while Redis fails'), G.onStoreError),
-  storeTimeout: Def(Duration('Deadline of each Redis call of the limiter'), G.storeTimeout),
+  storeTimeout: Def(PositiveDuration('Deadline of each Redis call of the limiter'), G.storeTimeout),
   headers: Def(StringEnum(['draft', 'legacy', 'both', 'none'], 'Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*'), G.headers),
   allowList: Def(Type.Array(Type.String({ format: 'ip-or-cidr', ...doc('An IP or CIDR', 'an IP address or CIDR range') }),
     { description: 'Client IPs or CIDR ranges never limited' }), G.allowList),
@@ -212,7 +212,7 @@ const Route = Obj({
   hashOn: Type.Optional(HashOn()),
   rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
   failover: Derived(FailoverOverride),
-  cache: Type.Optional(Obj({ ttl: Duration('How long a GET answer is cached') }, 'Response cache; absent: off')),
+  cache: Type.Optional(Obj({ ttl: PositiveDuration('How long a GET answer is cached') }, 'Response cache; absent: off')),
   fallbackResponse: Type.Optional(Obj({
     status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
     body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],
@@ -243,13 +243,13 @@ export const GatewayConfigSchema = Obj({
   }, 'Prometheus metrics'), {}),
   proxy: Def(Obj({
     timeouts: Def(ProxyTimeouts, {}),
-    keepAliveTimeout: Def(Duration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
+    keepAliveTimeout: Def(PositiveDuration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
     connections: Type.Optional(Int(1, 'Most connections per upstream origin (default: no cap)')),
   }, 'The proxy\'s HTTP client'), {}),
   notifications: Def(Type.Array(Obj({
     type: StringEnum(['log', 'webhook'], 'log: log every failover event; webhook: POST it as JSON (never blocks a request)'),
     url: Type.Optional(HttpUrl('webhook: where the events are POSTed (required for a webhook)')),
-    timeout: Def(Duration('webhook: timeout of each POST'), D.notificationWebhook.timeout),
+    timeout: Def(PositiveDuration('webhook: timeout of each POST'), D.notificationWebhook.timeout),
     maxQueue: Def(Int(1, 'webhook: events queued at most; the oldest is dropped past this'), D.notificationWebhook.maxQueue),
     headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
   }, 'A failover notifier'),

@@ -1,8 +1,9 @@
 // validateConfig: schema (ajv), cross-checks, normalization. The one gate every config passes through.
 import { isIP } from 'node:net'
-import { Ajv, type ValidateFunction } from 'ajv'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { ConfigError } from './config-error.js'
 import { crossCheck } from './crosscheck.js'
+import { inputGuardIssues } from './input-guard.js'
 import { translateErrors } from './issues.js'
 import { applySchema, resolveDerived } from './normalize.js'
 import { ANNOTATIONS } from './schema-kit.js'
@@ -12,9 +13,9 @@ import type { ConfigIssue } from './config-error.js'
 export { DEFAULTS } from './defaults.js'
 export { describeOptions, type OptionDescription } from './describe.js'
 
-let check: ValidateFunction | undefined
+let check: { whole: ValidateFunction, routes: ValidateFunction } | undefined
 /** Compiled on first use (~0.2 s): importing the types, DEFAULTS or describeOptions costs nothing. */
-function validator (): ValidateFunction {
+function validators (): { whole: ValidateFunction, routes: ValidateFunction } {
   if (check !== undefined) return check
   const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, verbose: true })
   for (const keyword of ANNOTATIONS) ajv.addKeyword(keyword)
@@ -22,9 +23,14 @@ function validator (): ValidateFunction {
   ajv.addFormat('http-url', (s: string) => parseUrl(s, ['http:', 'https:']) !== undefined)
   ajv.addFormat('redis-url', (s: string) => parseUrl(s, ['redis:', 'rediss:']) !== undefined)
   ajv.addFormat('ip-or-cidr', isIpOrCidr)
-  check = ajv.compile(GatewayConfigSchema)
+  check = { whole: ajv.compile(GatewayConfigSchema), routes: ajv.compile({ type: 'array', items: ROUTE_SCHEMA }) }
   return check
 }
+function validator (): ValidateFunction { return validators().whole }
+
+const ROUTE_SCHEMA = (GatewayConfigSchema.properties.routes as unknown as { items: Record<string, unknown> }).items
+/** Routes validated and normalized per chunk by validateConfigAsync, with a turn of the event loop between chunks. */
+export const ROUTE_CHUNK = 1000
 
 /**
  * Validates a config (the plugin options, or a file once the loader substituted the environment) and
@@ -33,10 +39,51 @@ function validator (): ValidateFunction {
  */
 export function validateConfig (raw: unknown): GatewayConfig {
   const input = raw ?? {}
+  guard(input)
   const validate = validator()
   if (!validate(input)) throw new ConfigError(translateErrors(validate.errors ?? [], input))
   const issues: ConfigIssue[] = []
   const cfg = applySchema(GatewayConfigSchema, input, [], issues) as GatewayConfig
+  return finish(cfg, input, issues)
+}
+
+/**
+ * validateConfig for a config change on a running node: the same checks and result, but the routes are
+ * validated and normalized ROUTE_CHUNK at a time with a turn of the event loop between chunks, so a
+ * document of 20,000 routes never holds the node's requests (/health included) for long.
+ */
+export async function validateConfigAsync (raw: unknown): Promise<GatewayConfig> {
+  const input = raw ?? {}
+  const routes = (input as { routes?: unknown }).routes
+  if (!Array.isArray(routes) || routes.length <= ROUTE_CHUNK) return validateConfig(input)
+  guard(input)
+  await turn()
+  const { whole, routes: checkRoutes } = validators()
+  const head = { ...(input as object), routes: [] }
+  const errors: ErrorObject[] = []
+  if (!whole(head)) errors.push(...(whole.errors ?? []))
+  for (let i = 0; i < routes.length; i += ROUTE_CHUNK) {
+    await turn()
+    if (checkRoutes(routes.slice(i, i + ROUTE_CHUNK))) continue
+    // `/3/path` in the chunk is `/routes/<i + 3>/path` in the document
+    for (const e of checkRoutes.errors ?? []) errors.push({ ...e, instancePath: e.instancePath.replace(/^\/(\d+)/, (_m, n: string) => `/routes/${i + Number(n)}`) })
+  }
+  if (errors.length > 0) throw new ConfigError(translateErrors(errors, input))
+  const issues: ConfigIssue[] = []
+  const cfg = applySchema(GatewayConfigSchema, head, [], issues) as GatewayConfig
+  const out: unknown[] = []
+  for (let i = 0; i < routes.length; i += ROUTE_CHUNK) {
+    await turn()
+    const end = Math.min(routes.length, i + ROUTE_CHUNK)
+    for (let j = i; j < end; j++) out.push(applySchema(ROUTE_SCHEMA, routes[j], ['routes', j], issues))
+  }
+  cfg.routes = out as GatewayConfig['routes']
+  await turn()
+  return finish(cfg, input, issues)
+}
+
+/** Cross-checks, derived values and the markers: the common end of both validations. */
+function finish (cfg: GatewayConfig, input: unknown, issues: ConfigIssue[]): GatewayConfig {
   if (issues.length === 0) issues.push(...crossCheck(cfg, input as GatewayConfigInput))
   if (issues.length > 0) throw new ConfigError(issues)
   resolveDerived(cfg, input as GatewayConfigInput)
@@ -45,6 +92,14 @@ export function validateConfig (raw: unknown): GatewayConfig {
   Object.defineProperty(cfg, kInput, { value: input, enumerable: false })
   return cfg
 }
+
+/** Keys that reach an object's prototype, and nesting deeper than any config: refused before the schema runs. */
+function guard (input: unknown): void {
+  const issues = inputGuardIssues(input)
+  if (issues.length > 0) throw new ConfigError(issues)
+}
+
+async function turn (): Promise<void> { await new Promise((resolve) => setImmediate(resolve)) }
 
 /** Marks a config returned by validateConfig (non-enumerable), so a plugin does not validate it twice. */
 export const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')

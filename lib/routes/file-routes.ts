@@ -27,13 +27,29 @@ const fingerprints = new WeakMap<object, string>()
  * plans the plugins cached for it (and their counters) survive a change to other routes.
  */
 export function fileRouteTable (config: GatewayConfig, previous?: RouteTable): RouteTable {
+  const build = builder(config, previous)
+  return new RouteTable(config.routes.map(build))
+}
+
+/** The same, built `chunk` routes at a time with a turn of the event loop between chunks (config sync of a large table). */
+export async function fileRouteTableAsync (config: GatewayConfig, previous?: RouteTable, chunk = 1000): Promise<RouteTable> {
+  const build = builder(config, previous)
+  const routes: TableRoute[] = []
+  for (let i = 0; i < config.routes.length; i++) {
+    if (i % chunk === chunk - 1) await new Promise((resolve) => setImmediate(resolve))
+    routes.push(build(config.routes[i], i))
+  }
+  return new RouteTable(routes)
+}
+
+function builder (config: GatewayConfig, previous: RouteTable | undefined): (route: RouteConfig, i: number) => TableRoute {
   const raw = (configInput(config) as { routes?: Array<Record<string, unknown> | undefined> } | undefined)?.routes
   const reuse = new Map<string, object>()
   for (const c of previous?.configs ?? []) {
     const fp = fingerprints.get(c)
     if (fp !== undefined) reuse.set(fp, c)
   }
-  const routes: TableRoute[] = config.routes.map((route, i) => {
+  return (route, i) => {
     // a strategy (and hashOn) the route inherits is left to the upstream, so changing the upstream's applies
     const own = raw === undefined || raw[i]?.strategy !== undefined
     const built: FileRouteConfig = {
@@ -53,8 +69,7 @@ export function fileRouteTable (config: GatewayConfig, previous?: RouteTable): R
       fingerprints.set(cfg, fp)
     }
     return { path: route.path, methods: route.methods, config: cfg }
-  })
-  return new RouteTable(routes)
+  }
 }
 
 /** JSON of the entry; undefined when it holds a function (a key or cost function from code: never shared). */
