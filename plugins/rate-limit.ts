@@ -13,6 +13,7 @@ import { routeConfigOf } from '../lib/routes/route-config.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { RedisStore } from '../lib/ratelimit/redis-store.js'
+import { STALL_CAP } from '../lib/ratelimit/deadline.js'
 import { LeaseStore } from '../lib/ratelimit/lease-store.js'
 
 export type RouteRateLimit = RateLimitRuleOptions | RateLimitRuleOptions[] | false
@@ -97,7 +98,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     // one log line per lost connection, not one per reconnect attempt (calls are counted and logged by the guard)
     let reported = false
     const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
-      commandTimeout: Math.max(storeTimeout * 2, 200),
+      // past the store deadline's cap: ioredis's timer counts our loop's stalls, the deadline does not (deadline.ts)
+      commandTimeout: Math.max(storeTimeout * STALL_CAP * 2, 1000),
       autoPipelining: opts.autoPipelining ?? false,
       coalesceWrites: opts.coalesceWrites ?? false,
       onError: (err) => {
@@ -120,6 +122,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     local: policy === 'local',
     // the Redis store times each script call (one per batch of decisions); a store of the app's is timed per decision
     onDuration: metrics === undefined ? undefined : (s) => metrics.storeDuration(s),
+    // a late reply: Redis is alive, and counted what the policy decided; probe at once, and let metrics say so
+    onLate: (allowed, total) => { metrics?.late(allowed, total); guard.probeNow() },
   })
   const guard = new StoreGuard({
     policy,
@@ -332,13 +336,14 @@ function createStores (o: {
   leaseStore?: RateLimitStore
   local: boolean
   onDuration?: (seconds: number) => void
+  onLate?: (allowed: number, total: number) => void
 }): Stores {
   const owned: RateLimitStore[] = []
   const own = <S extends RateLimitStore>(s: S): S => { owned.push(s); return s }
   let exact = o.store
   let lease = o.leaseStore
   if (o.client !== undefined) {
-    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration })
+    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration, onLate: o.onLate })
     exact ??= own(redis)
     // a hot key's next units are fetched while a quarter of its slice is left: its requests do not wait on Redis
     lease ??= own(new LeaseStore({ source: redis, prefetch: 0.25 }))
