@@ -13,7 +13,7 @@ import { routeConfigOf } from '../lib/routes/route-config.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { RedisStore } from '../lib/ratelimit/redis-store.js'
-import { STALL_CAP } from '../lib/ratelimit/deadline.js'
+import { deadlineCap } from '../lib/ratelimit/deadline.js'
 import { LeaseStore } from '../lib/ratelimit/lease-store.js'
 
 export type RouteRateLimit = RateLimitRuleOptions | RateLimitRuleOptions[] | false
@@ -99,7 +99,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     let reported = false
     const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
       // past the store deadline's cap: ioredis's timer counts our loop's stalls, the deadline does not (deadline.ts)
-      commandTimeout: Math.max(storeTimeout * STALL_CAP * 2, 1000),
+      commandTimeout: Math.max(deadlineCap(storeTimeout) * 2, 1000),
       autoPipelining: opts.autoPipelining ?? false,
       coalesceWrites: opts.coalesceWrites ?? false,
       onError: (err) => {

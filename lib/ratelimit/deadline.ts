@@ -16,15 +16,17 @@ export class RateLimitStoreError extends GatewayError {
   }
 }
 
-/** A deadline stretches for this process's stalls up to this many times its length (a dead Redis still fails in bounded time). */
-export const STALL_CAP = 4
+/** A deadline stretches for this process's stalls up to 4x its length and by 150 ms at most: a hung Redis still fails fast. */
+export function deadlineCap (ms: number): number {
+  return Math.min(ms * 4, ms + 150)
+}
 /** ms a timer may fire past its time before the delay counts as a stall of this process. */
 const STALL_TOLERANCE = 2
 
 /**
  * Calls `onExpire(waitedMs)` once `ms` of time in which this process ran on time has passed (a period whose timer
  * fired late is not counted), at most
- * `ms * STALL_CAP` after the start; always after a poll phase, so a reply already read settles first.
+ * deadlineCap(ms) after the start; always after a poll phase, so a reply already read settles first.
  * Not unref'd: a caller awaiting the answer must get one even if nothing else keeps the process up.
  */
 export class Deadline {
@@ -41,7 +43,7 @@ export class Deadline {
 
   constructor (ms: number, onExpire: (waitedMs: number) => void) {
     this.#ms = ms
-    this.#cap = ms * STALL_CAP
+    this.#cap = deadlineCap(ms)
     this.#onExpire = onExpire
     this.#planned = this.#start + ms
     this.#armed = this.#start

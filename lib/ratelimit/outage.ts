@@ -142,20 +142,20 @@ export class StoreGuard {
   }
 
   private failure (err: unknown): void {
-    // one store call failed, however many decisions it carried: one error, one step towards the short circuit
-    if (err === this.lastErr && typeof err === 'object' && err !== null) return
-    this.lastErr = err
     const now = this.now()
-    this.o.onError?.(err)
-    this.consecutive++
-    this.errorsSinceLog++
+    this.consecutive++ // per decision: a batch of 3 that failed trips the short circuit as 3 calls would
     this.probing = false
-    const waited = (err as { waitedMs?: number } | undefined)?.waitedMs
-    this.lastError = (err instanceof Error ? err.message : String(err)) + (waited === undefined ? '' : ` (waited ${waited.toFixed(0)} ms)`)
     if (this.consecutive >= this.tripAfter) {
       this.open = true
       this.nextProbeAt = now + this.probeInterval
     }
+    // one store call failed, however many decisions it carried (they share its error): one store error
+    if (err === this.lastErr && typeof err === 'object' && err !== null) return
+    this.lastErr = err
+    this.o.onError?.(err)
+    this.errorsSinceLog++
+    const waited = (err as { waitedMs?: number } | undefined)?.waitedMs
+    this.lastError = (err instanceof Error ? err.message : String(err)) + (waited === undefined ? '' : ` (waited ${waited.toFixed(0)} ms)`)
     if (!this.degraded) {
       this.degraded = true
       this.degradedSince = now

@@ -13,7 +13,7 @@ export interface RedisStoreOptions {
   client: Redis | Cluster
   /**
    * Deadline of each call, ms (default 50), from the moment it is written: a late answer rejects with a RateLimitStoreError
-   * of kind `timeout`. Stalls of this process's own event loop do not count (deadline.ts), up to 4x in all.
+   * of kind `timeout`. Stalls of this process do not count (deadline.ts), up to deadlineCap(timeout) in all.
    */
   timeout?: number
   /** Most decisions in one script call (default 128): bounds how long one call holds Redis (~2-5 µs per decision). */

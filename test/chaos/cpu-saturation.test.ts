@@ -2,36 +2,14 @@
 // nodes share one healthy Redis. Late event loops must not turn timely Redis answers into store errors:
 // exactly 50 of 300 pass, for every algorithm, every run. Assertions are on counts, never on timings.
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { startRedis } from '../helpers/redis.js'
 import { burst, redisReady, startNodes, tally } from '../helpers/ratelimit-nodes.js'
+import { busyLoops } from '../helpers/chaos.js'
 
 const RUNS = Number(process.env.CHAOS_CPU_RUNS ?? 3)
 
 const redis = await startRedis()
 t.teardown(async () => { await redis.stop() })
-
-/** `n` processes spinning forever (a tight loop that also allocates a little, like a busy app). */
-export function busyLoops (n: number): { stop: () => Promise<void> } {
-  const children: ChildProcess[] = []
-  for (let i = 0; i < n; i++) {
-    children.push(spawn(process.execPath, ['-e', 'let x = 0; for (;;) { x = (x + Math.random()) % 1e9 }'], { stdio: 'ignore' }))
-  }
-  const exit = (): void => { for (const c of children) c.kill('SIGKILL') }
-  process.once('exit', exit)
-  return {
-    async stop () {
-      process.off('exit', exit)
-      await Promise.all(children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return
-        const done = once(c, 'exit')
-        c.kill('SIGKILL')
-        await done
-      }))
-    },
-  }
-}
 
 /** A metric's value summed over its label sets, from a node's /metrics text. */
 async function metric (app: { inject: (o: { url: string }) => Promise<{ body: string }> }, name: string, label = ''): Promise<number> {
