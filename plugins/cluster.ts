@@ -73,8 +73,10 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   if (opts.redis !== undefined) base = opts.redis
   else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) base = f.redis
   else if (cfg.cluster.redis !== undefined) {
-    // the rate limiter's client: fail fast (its own 50 ms deadline sits on top), batched
-    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 200, autoPipelining: false, coalesceWrites: false, onError: noop })
+    // the rate limiter's client, batched. Its own deadline (lib/ratelimit/deadline.ts) fails fast and discounts our
+    // loop's stalls; ioredis's commandTimeout is a plain timer, so it stays well past that deadline's cap (was 200 ms:
+    // on a saturated CPU it fired on timely replies, each a store error)
+    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 1000, autoPipelining: false, coalesceWrites: false, onError: noop })
     ownBase = true
   }
   // the cluster components' client: same server, longer deadlines (a loaded Redis may take > 200 ms)

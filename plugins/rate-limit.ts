@@ -14,6 +14,7 @@ import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { RedisStore } from '../lib/ratelimit/redis-store.js'
+import { deadlineCap } from '../lib/ratelimit/deadline.js'
 import { LeaseStore } from '../lib/ratelimit/lease-store.js'
 
 export type RouteRateLimit = RateLimitRuleOptions | RateLimitRuleOptions[] | false
@@ -98,7 +99,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     // one log line per lost connection, not one per reconnect attempt (calls are counted and logged by the guard)
     let reported = false
     const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
-      commandTimeout: Math.max(storeTimeout * 2, 200),
+      // past the store deadline's cap: ioredis's timer counts our loop's stalls, the deadline does not (deadline.ts)
+      commandTimeout: Math.max(deadlineCap(storeTimeout) * 2, 1000),
       autoPipelining: opts.autoPipelining ?? false,
       coalesceWrites: opts.coalesceWrites ?? false,
       onError: (err) => {
@@ -121,6 +123,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     local: policy === 'local',
     // the Redis store times each script call (one per batch of decisions); a store of the app's is timed per decision
     onDuration: metrics === undefined ? undefined : (s) => metrics.storeDuration(s),
+    // a late reply: Redis is alive, and counted what the policy decided; probe at once, and let metrics say so
+    onLate: (allowed, total) => { metrics?.late(allowed, total); guard.probeNow() },
   })
   const guard = new StoreGuard({
     policy,
@@ -333,13 +337,14 @@ function createStores (o: {
   leaseStore?: RateLimitStore
   local: boolean
   onDuration?: (seconds: number) => void
+  onLate?: (allowed: number, total: number) => void
 }): Stores {
   const owned: RateLimitStore[] = []
   const own = <S extends RateLimitStore>(s: S): S => { owned.push(s); return s }
   let exact = o.store
   let lease = o.leaseStore
   if (o.client !== undefined) {
-    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration })
+    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration, onLate: o.onLate })
     exact ??= own(redis)
     // a hot key's next units are fetched while a quarter of its slice is left: its requests do not wait on Redis
     lease ??= own(new LeaseStore({ source: redis, prefetch: 0.25 }))

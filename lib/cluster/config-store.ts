@@ -63,7 +63,7 @@ export interface ConfigStoreOptions {
    * Replicas that must hold a write before put() resolves (WAIT; standalone and Sentinel only).
    * A number: that many, always (with no replica up, every put() fails with 503). 'auto': one; when
    * none acknowledges in time, the write is accepted alone only if no replica could take over without
-   * it (Sentinel: no replica its Sentinels could promote; standalone: none connected), else put()
+   * it (Sentinel: no replica its Sentinels know, even one down now; standalone: none connected), else put()
    * fails with 503 (the write may survive: read the version before retrying).
    * Default: 'auto' with Sentinel, 0 otherwise.
    */
@@ -318,8 +318,8 @@ export class ClusterConfigManager<T = unknown> {
   }
 
   /**
-   * Whether a replica that lacks the last write could become master. Sentinel: one its Sentinels
-   * could promote (a replica merely cut off from the master still counts); no answer: assume so.
+   * Whether a replica that lacks the last write could become master. Sentinel: any replica its Sentinels
+   * know with priority > 0, even one down now (it may resume right after the master dies); no answer: assume so.
    * Standalone: a replica connected to the master.
    */
   private async replicaCouldTakeOver (client: Redis, sentinel: ReturnType<typeof sentinelsOf>, timeout: number): Promise<boolean> {

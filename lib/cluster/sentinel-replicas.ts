@@ -12,9 +12,10 @@ export function sentinelsOf (client: RedisClient): { sentinels: Array<{ host?: s
 }
 
 /**
- * True when some Sentinel lists a replica of `name` it could promote (not down, not disconnected,
- * priority > 0), false when the first Sentinel that answers lists none. Rejects when no Sentinel answers
- * within `timeout` ms each (the caller then assumes the worst).
+ * True when some Sentinel lists a replica of `name` it could promote (priority > 0), false when the first
+ * Sentinel that answers lists none. A replica down or disconnected NOW still counts: it can come back right
+ * after the master dies and be promoted without the write (a stopped replica resumed: issue 15, versions
+ * [16, 17] reused). Rejects when no Sentinel answers within `timeout` ms each (the caller then assumes the worst).
  */
 export async function promotableReplica (s: NonNullable<ReturnType<typeof sentinelsOf>>, timeout: number): Promise<boolean> {
   let last: unknown
@@ -30,8 +31,7 @@ export async function promotableReplica (s: NonNullable<ReturnType<typeof sentin
       return replicas.some((fields) => {
         const f = new Map<string, string>()
         for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i], fields[i + 1])
-        const flags = (f.get('flags') ?? '').split(',')
-        return !flags.some((x) => x === 's_down' || x === 'o_down' || x === 'disconnected') && f.get('slave-priority') !== '0'
+        return f.get('slave-priority') !== '0' && f.get('replica-priority') !== '0'
       })
     } catch (err) {
       last = err

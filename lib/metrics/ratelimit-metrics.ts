@@ -15,6 +15,8 @@ export interface RateLimitMetrics {
   storeError (): void
   storeDuration (seconds: number): void
   setDegraded (degraded: boolean): void
+  /** A timed-out store call was answered after all: `allowed` of its `total` decisions were within the limit in Redis. */
+  late (allowed: number, total: number): void
 }
 
 /** Counts kept by every limiter of one registry (two plugin instances on one app add up). */
@@ -59,6 +61,12 @@ export function createRateLimitMetrics (registry: Registry): RateLimitMetrics {
     help: '1 while the rate-limit store fails and the onStoreError policy applies',
     registers: [registry],
   }))
+  const late = metricOnce(registry, 'ratelimit_store_late_decisions_total', () => new Counter({
+    name: 'ratelimit_store_late_decisions_total',
+    help: 'Decisions of store calls answered after their deadline (decided by onStoreError), by what Redis decided: allowed, refused (the excess fail_open let through)',
+    labelNames: ['redis'] as const,
+    registers: [registry],
+  }))
   degraded.set(0)
   return {
     forRoute (route) {
@@ -72,5 +80,9 @@ export function createRateLimitMetrics (registry: Registry): RateLimitMetrics {
     storeError () { shared.errors++ },
     storeDuration (s) { duration.observe(s) },
     setDegraded (b) { degraded.set(b ? 1 : 0) },
+    late (allowed, total) {
+      if (allowed > 0) late.inc({ redis: 'allowed' }, allowed)
+      if (total > allowed) late.inc({ redis: 'refused' }, total - allowed)
+    },
   }
 }

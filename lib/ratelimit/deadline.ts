@@ -1,29 +1,97 @@
 // A hard deadline on one store call: a timer race, since a client's own timeout misses a silent Redis on Cluster.
+// It measures Redis, not our own event loop: the loop's stalls do not count, and the poll phase reads any reply
+// already waiting in the socket before a call is declared late.
 import { GatewayError } from '../errors.js'
 
 /** Why a store call failed: `timeout` (no answer by the deadline) or `failed` (Redis answered with an error, or the connection is gone). */
 export class RateLimitStoreError extends GatewayError {
   readonly kind: 'timeout' | 'failed'
-  constructor (kind: 'timeout' | 'failed', detail: string, cause?: unknown) {
+  /** A timeout: ms actually waited (our loop's stalls included). */
+  readonly waitedMs: number | undefined
+  constructor (kind: 'timeout' | 'failed', detail: string, cause?: unknown, waitedMs?: number) {
     super(kind === 'timeout' ? 'RATE_LIMIT_STORE_TIMEOUT' : 'RATE_LIMIT_STORE_FAILED', detail, { cause })
     this.name = 'RateLimitStoreError'
     this.kind = kind
+    this.waitedMs = waitedMs
+  }
+}
+
+/** A deadline stretches for this process's stalls up to 4x its length and by 150 ms at most: a hung Redis still fails fast. */
+export function deadlineCap (ms: number): number {
+  return Math.min(ms * 4, ms + 150)
+}
+/** ms a timer may fire past its time before the delay counts as a stall of this process. */
+const STALL_TOLERANCE = 2
+
+/**
+ * Calls `onExpire(waitedMs)` once `ms` of time in which this process ran on time has passed (a period whose timer
+ * fired late is not counted), at most
+ * deadlineCap(ms) after the start; always after a poll phase, so a reply already read settles first.
+ * Not unref'd: a caller awaiting the answer must get one even if nothing else keeps the process up.
+ */
+export class Deadline {
+  readonly #ms: number
+  readonly #cap: number
+  readonly #start = performance.now()
+  readonly #onExpire: (waitedMs: number) => void
+  #planned: number
+  /** When the current timer was set. */
+  #armed: number
+  #stalled = 0
+  #timer: NodeJS.Timeout | undefined
+  #immediate: NodeJS.Immediate | undefined
+
+  constructor (ms: number, onExpire: (waitedMs: number) => void) {
+    this.#ms = ms
+    this.#cap = deadlineCap(ms)
+    this.#onExpire = onExpire
+    this.#planned = this.#start + ms
+    this.#armed = this.#start
+    this.#timer = setTimeout(this.#fire, ms)
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined
+    const now = performance.now()
+    // a timer that fires late means this process was starved (its loop busy, or the CPU taken by others): that
+    // whole period is not charged to Redis, which shares the machine and was likely starved too
+    if (now - this.#planned > STALL_TOLERANCE) this.#stalled += now - this.#armed
+    const waited = now - this.#start
+    const charged = waited - this.#stalled
+    if (charged < this.#ms && waited < this.#cap) {
+      const left = Math.max(1, Math.min(this.#ms - charged, this.#cap - waited))
+      this.#planned = now + left
+      this.#armed = now
+      this.#timer = setTimeout(this.#fire, left)
+      return
+    }
+    // the poll phase first: a reply that came in while the loop was busy settles before we call it late
+    this.#immediate = setImmediate(() => {
+      this.#immediate = undefined
+      this.#onExpire(performance.now() - this.#start)
+    })
+  }
+
+  cancel (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate)
+    this.#timer = undefined
+    this.#immediate = undefined
   }
 }
 
 /**
- * Settle with `work`, or reject with a `timeout` RateLimitStoreError after `ms`, whichever comes first.
+ * Settle with `work`, or reject with a `timeout` RateLimitStoreError once the Deadline of `ms` expires, whichever comes first.
  * The loser is absorbed: a late reply or late error of `work` settles nothing and is never unhandled.
  */
 export function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    // Not unref'd: a caller awaiting the answer must get one even if nothing else keeps the process up (<= ms)
-    const timer = setTimeout(() => { reject(new RateLimitStoreError('timeout', String(ms))) }, ms)
+    const deadline = new Deadline(ms, (waited) => { reject(new RateLimitStoreError('timeout', String(ms), undefined, waited)) })
     work.then((v) => {
-      clearTimeout(timer)
+      deadline.cancel()
       resolve(v)
     }, (err: unknown) => {
-      clearTimeout(timer)
+      deadline.cancel()
       reject(err instanceof RateLimitStoreError ? err : new RateLimitStoreError('failed', (err as Error)?.message ?? String(err), err))
     })
   })

@@ -84,6 +84,11 @@ export class MemoryStore implements RateLimitStore, GrantSource {
     return done
   }
 
+  /** Forget every key. */
+  clear (): void {
+    for (const algorithm of ALGORITHMS) this.#slots[algorithm].clear()
+  }
+
   async close (): Promise<void> {
     clearInterval(this.#timer)
     if (this.#resume !== undefined) clearImmediate(this.#resume)

@@ -56,6 +56,8 @@ export class StoreGuard {
   private errorsSinceLog = 0
   private lastLogAt = 0
   private lastError = ''
+  /** The last failure seen: the decisions of one failed batch share one error object, and count as one failure. */
+  private lastErr: unknown = undefined
   private readonly o: StoreGuardOptions
   private readonly now: () => number
   private readonly tripAfter: number
@@ -127,6 +129,7 @@ export class StoreGuard {
   }
 
   private success (): void {
+    this.lastErr = undefined
     this.consecutive = 0
     this.open = false
     this.probing = false
@@ -140,18 +143,24 @@ export class StoreGuard {
 
   private failure (err: unknown): void {
     const now = this.now()
-    this.o.onError?.(err)
-    this.consecutive++
-    this.errorsSinceLog++
+    this.consecutive++ // per decision: a batch of 3 that failed trips the short circuit as 3 calls would
     this.probing = false
-    this.lastError = err instanceof Error ? err.message : String(err)
     if (this.consecutive >= this.tripAfter) {
       this.open = true
       this.nextProbeAt = now + this.probeInterval
     }
+    // one store call failed, however many decisions it carried (they share its error): one store error
+    if (err === this.lastErr && typeof err === 'object' && err !== null) return
+    this.lastErr = err
+    this.o.onError?.(err)
+    this.errorsSinceLog++
+    const waited = (err as { waitedMs?: number } | undefined)?.waitedMs
+    this.lastError = (err instanceof Error ? err.message : String(err)) + (waited === undefined ? '' : ` (waited ${waited.toFixed(0)} ms)`)
     if (!this.degraded) {
       this.degraded = true
       this.degradedSince = now
+      // policy local counts from the moment of degradation: nothing left over from an earlier outage
+      this.o.localStore?.clear?.()
       this.o.onDegraded?.(true)
       this.logDegraded(now, 'rate-limit store failing: applying onStoreError policy')
     } else if (now - this.lastLogAt >= (this.o.logInterval ?? 10_000)) {

@@ -6,17 +6,25 @@ import { Cluster, type Redis } from 'ioredis'
 import { ALGORITHMS, type Algorithm, type Decision, type LimitRule, type RateLimitStore } from './types.js'
 import { ALGORITHM_SUFFIX, type Grant, type GrantSource } from './grant.js'
 import { REPLY_WIDTH, SCRIPTS, parsePacked } from './scripts/index.js'
-import { RateLimitStoreError } from './deadline.js'
+import { Deadline, RateLimitStoreError } from './deadline.js'
 
 export interface RedisStoreOptions {
   /** An ioredis client (standalone, Sentinel or Cluster) owned by the caller: the store never connects or quits it. */
   client: Redis | Cluster
-  /** Hard deadline of each call, ms (default 50): a late answer rejects with a RateLimitStoreError of kind `timeout`. */
+  /**
+   * Deadline of each call, ms (default 50), from the moment it is written: a late answer rejects with a RateLimitStoreError
+   * of kind `timeout`. Stalls of this process do not count (deadline.ts), up to deadlineCap(timeout) in all.
+   */
   timeout?: number
   /** Most decisions in one script call (default 128): bounds how long one call holds Redis (~2-5 µs per decision). */
   maxBatch?: number
   /** Duration of each script call, seconds, failed ones included (the store-duration histogram). */
   onDuration?: (seconds: number) => void
+  /**
+   * A call that timed out was answered after all: Redis counted its decisions (`allowed` of `total` within
+   * the limit), though the caller decided them by its outage policy. Once per late batch.
+   */
+  onLate?: (allowed: number, total: number) => void
 }
 
 /** A batch script with packed arguments: one string of 5 numbers per key in, one string of 6 per key out (scripts/batch.ts). */
@@ -30,7 +38,9 @@ class Batch {
   readonly reply: Promise<number[]>
   resolve!: (r: number[]) => void
   reject!: (err: RateLimitStoreError) => void
-  timer: NodeJS.Timeout | undefined = undefined
+  deadline: Deadline | undefined = undefined
+  /** The deadline passed before the reply: the reply, if it comes, is reported to onLate. */
+  expired = false
   constructor (readonly algorithm: Algorithm, readonly group: string) {
     this.reply = new Promise<number[]>((resolve, reject) => { this.resolve = resolve; this.reject = reject })
   }
@@ -41,6 +51,7 @@ export class RedisStore implements RateLimitStore, GrantSource {
   readonly #calls: Record<Algorithm, ScriptCall>
   readonly #maxBatch: number
   readonly #onDuration: ((seconds: number) => void) | undefined
+  readonly #onLate: ((allowed: number, total: number) => void) | undefined
   /** Redis Cluster: keys of different hash tags may live in different slots, so batches are per tag. */
   readonly #cluster: boolean
   /** Batches filling in this turn: by algorithm (standalone, Sentinel) or by algorithm and hash tag (Cluster). */
@@ -53,6 +64,7 @@ export class RedisStore implements RateLimitStore, GrantSource {
     this.timeout = opts.timeout ?? 50
     this.#maxBatch = Math.max(1, opts.maxBatch ?? 128)
     this.#onDuration = opts.onDuration
+    this.#onLate = opts.onLate
     const client = opts.client
     // isCluster: also a Cluster of another copy of ioredis (an app's @fastify/redis)
     this.#cluster = client instanceof Cluster || (client as { isCluster?: boolean }).isCluster === true
@@ -105,9 +117,6 @@ export class RedisStore implements RateLimitStore, GrantSource {
     let batch = this.#open.get(group)
     if (batch === undefined) {
       batch = new Batch(algorithm, group)
-      // The deadline runs from the first decision queued, so none waits longer than `timeout` in all
-      const b = batch
-      b.timer = setTimeout(() => { b.reject(new RateLimitStoreError('timeout', String(this.timeout))) }, this.timeout)
       this.#open.set(group, batch)
       if (!this.#flushScheduled) {
         this.#flushScheduled = true
@@ -144,14 +153,26 @@ export class RedisStore implements RateLimitStore, GrantSource {
     } catch (err) {
       reply = Promise.reject(err)
     }
+    // from the write, not from the first decision queued: the turn that queued them is our loop's time, not Redis's.
+    // One error object for the whole batch: the guard counts one store error per call, not one per decision.
+    batch.deadline = new Deadline(this.timeout, (waited) => {
+      batch.expired = true
+      batch.reject(new RateLimitStoreError('timeout', String(this.timeout), undefined, waited))
+    })
     reply.then((packed) => {
-      clearTimeout(batch.timer)
+      batch.deadline!.cancel()
       onDuration?.((performance.now() - t0) / 1000)
       const r = typeof packed === 'string' ? parsePacked(packed, []) : []
-      if (r.length === batch.keys.length * REPLY_WIDTH) batch.resolve(r)
-      else batch.reject(new RateLimitStoreError('failed', 'unexpected script reply'))
+      if (r.length !== batch.keys.length * REPLY_WIDTH) batch.reject(new RateLimitStoreError('failed', 'unexpected script reply'))
+      else if (!batch.expired) batch.resolve(r)
+      else if (this.#onLate !== undefined) {
+        // Redis counted these decisions after all: report how many it let through, so metrics match its view
+        let allowed = 0
+        for (let o = 0; o < r.length; o += REPLY_WIDTH) if (r[o] === 1) allowed++
+        this.#onLate(allowed, batch.keys.length)
+      }
     }, (err: unknown) => {
-      clearTimeout(batch.timer)
+      batch.deadline!.cancel()
       onDuration?.((performance.now() - t0) / 1000)
       batch.reject(new RateLimitStoreError('failed', (err as Error)?.message ?? String(err), err))
     })

@@ -36,4 +36,6 @@ export interface RateLimitStore {
   /** Optional: the same decision synchronously when it needs no I/O, else undefined (then the caller calls consume). */
   consumeNow? (key: string, rule: LimitRule, cost: number): Decision | undefined
   close? (): Promise<void>
+  /** Optional: forget every key (the local limiter of policy `local` starts afresh when the store degrades). */
+  clear? (): void
 }

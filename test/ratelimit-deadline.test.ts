@@ -1,0 +1,87 @@
+// The store deadline measures Redis, not our own event loop (issue 15): a reply read in the poll phase after a late
+// timer still counts, stalls of this process do not, a hung store still fails within deadlineCap; one failed batch is
+// one store error; a late reply is reported with Redis's verdict; policy local counts from the moment of degradation.
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { Deadline, deadlineCap, withDeadline, RateLimitStoreError } from '../lib/ratelimit/deadline.js'
+import { RedisStore } from '../lib/ratelimit/redis-store.js'
+import { MemoryStore } from '../lib/ratelimit/memory-store.js'
+import { StoreGuard } from '../lib/ratelimit/outage.js'
+import type { LimitRule } from '../lib/ratelimit/types.js'
+import { startRedis } from './helpers/redis.js'
+
+const rule: LimitRule = { algorithm: 'fixed_window', limit: 2, window: 3_600_000 }
+const busy = (ms: number): void => { const end = performance.now() + ms; while (performance.now() < end); }
+
+t.test('a timely answer read after a blocked loop is not a timeout', async (t) => {
+  // the answer is ready at 5 ms, but the loop is blocked for 80 ms past a 20 ms deadline
+  const work = new Promise<string>((resolve) => { setTimeout(() => resolve('yes'), 5) })
+  const p = withDeadline(work, 20)
+  busy(80)
+  t.equal(await p, 'yes')
+})
+
+t.test('a store that never answers fails at the deadline on an idle loop, and within deadlineCap when the loop stalls', async (t) => {
+  const never = new Promise<never>(() => {})
+  let t0 = performance.now()
+  const err = await withDeadline(never, 30).catch((e: unknown) => e) as RateLimitStoreError
+  const idle = performance.now() - t0
+  t.ok(err instanceof RateLimitStoreError && err.kind === 'timeout', 'a timeout')
+  t.ok(err.waitedMs !== undefined && err.waitedMs >= 30, `waited ${err.waitedMs?.toFixed(0)} ms, measured`)
+  t.comment(`idle loop: timed out after ${idle.toFixed(0)} ms (deadline 30 ms)`)
+  t0 = performance.now()
+  const p = withDeadline(never, 30).catch((e: unknown) => e)
+  const stall = setInterval(() => busy(20), 25) // this process is starved: each period fires late
+  await p
+  clearInterval(stall)
+  const stalled = performance.now() - t0
+  t.comment(`stalled loop: timed out after ${stalled.toFixed(0)} ms (cap ${deadlineCap(30)} ms)`)
+  t.ok(stalled >= 30, 'still a timeout, later')
+  t.equal(deadlineCap(50), 200)
+  t.equal(deadlineCap(150), 300, 'stretched by 150 ms at most')
+})
+
+t.test('Deadline.cancel stops it', async (t) => {
+  let fired = false
+  const d = new Deadline(5, () => { fired = true })
+  d.cancel()
+  await new Promise((resolve) => setTimeout(resolve, 30))
+  t.notOk(fired)
+})
+
+t.test('a stopped Redis: one batch that times out is one store error; its late reply is reported with Redis\'s verdict', async (t) => {
+  const redis = await startRedis()
+  t.teardown(async () => { await redis.kill('SIGCONT'); await redis.stop() })
+  const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 })
+  t.teardown(() => { client.disconnect() })
+  const late: Array<[number, number]> = []
+  const store = new RedisStore({ client, timeout: 30, onLate: (a, n) => late.push([a, n]) })
+  await store.consume('warm', rule, 1) // script loaded, connection up
+  let errors = 0
+  const guard = new StoreGuard({ policy: 'fail_open', onError: () => errors++ })
+  await redis.kill('SIGSTOP')
+  const outs = await Promise.all(Array.from({ length: 5 }, async () => await guard.consume(store, 'k', rule, 1)))
+  t.same(outs.map((o) => o.source), ['open', 'open', 'open', 'open', 'open'], 'five decisions, let through open')
+  t.equal(errors, 1, 'one batch, one store error')
+  await redis.kill('SIGCONT')
+  for (let i = 0; i < 100 && late.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(late, [[2, 5]], 'the late reply: Redis counted all five, allowed 2 (limit 2): 3 were admitted over the limit')
+  const after = await store.consume('k', rule, 1)
+  t.equal(after.allowed, false, 'and they count against the window')
+})
+
+t.test('policy local: counted from the moment of degradation', async (t) => {
+  const local = new MemoryStore()
+  t.teardown(async () => { await local.close() })
+  let down = true
+  const store = { consume: async () => { if (down) throw new Error('down'); return { allowed: true, limit: 2, remaining: 1, resetMs: 0, retryAfterMs: 0 } } }
+  const guard = new StoreGuard({ policy: 'local', localStore: local, liveNodes: () => 1, tripAfter: 100 })
+  const first = await Promise.all([1, 2, 3].map(async () => (await guard.consume(store, 'k', rule, 1)).allowed))
+  t.same(first, [true, true, false], 'first outage: the local share (2)')
+  down = false
+  await guard.consume(store, 'k', rule, 1)
+  t.notOk(guard.degraded, 'recovered')
+  down = true
+  const second = await Promise.all([1, 2, 3].map(async () => (await guard.consume(store, 'k', rule, 1)).allowed))
+  t.same(second, [true, true, false], 'a new outage starts from zero: nothing carried over from the first')
+})
