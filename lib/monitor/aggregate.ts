@@ -180,14 +180,14 @@ function routable (v: TargetRow['byNode'][string]): boolean {
 }
 
 function health (total: number, healthy: number): TargetHealth {
-  return { targetsTotal: total, healthyTargets: healthy, unhealthyTargets: total - healthy, healthyRatio: total === 0 ? null : round4(healthy / total) }
+  return { targetsTotal: total, healthyTargets: healthy, unhealthyTargets: total - healthy, healthyRatio: total === 0 ? null : round6(healthy / total) }
 }
 
 function stats (c: Counts): Stats {
   return {
     totalRequests: c.n,
     errorRequests: c.e,
-    errorRate: c.n === 0 ? null : round4(c.e / c.n),
+    errorRate: c.n === 0 ? null : round6(c.e / c.n),
     averageResponseTimeMs: c.n === 0 ? null : round2(c.s / c.n),
     p99Ms: quantileMs(c.b, 0.99),
   }
@@ -213,4 +213,4 @@ function addWindow (into: WindowCounts, w: WindowCounts): void {
 }
 
 function round2 (n: number): number { return Math.round(n * 100) / 100 }
-function round4 (n: number): number { return Math.round(n * 10000) / 10000 }
+function round6 (n: number): number { return Math.round(n * 1e6) / 1e6 }
