@@ -114,13 +114,7 @@ const SCRIPT = `
         h('td', { class: 'num' }, fmt(n.eventLoopLagMs)), h('td', { class: 'num' }, n.inFlight), h('td', { class: 'num' }, n.totalRequests),
         h('td', { class: 'num' }, n.errorRequests), h('td', { class: 'dim' }, ago(n.lastSeen))))))
     const ups = Object.entries(m.upstreams)
-    $('upstreams').replaceChildren(...(ups.length === 0 ? [h('p', { class: 'dim' }, 'No upstream.')] : ups.map(([name, u]) => h('div', { 'data-upstream': name },
-      h('h3', {}, name, ' ', h('span', { class: 'dim' }, u.healthyTargets + '/' + u.targetsTotal + ' healthy · ' + fmt(u.windows['1m'].requestRate) + ' req/s · errors ' + pct(u.windows['1m'].errorRate) + ' · p99 ' + fmt(u.windows['1m'].p99Ms) + ' ms')),
-      table(['target', 'cluster view', 'node', 'status', 'ejected', 'circuit', 'in flight', 'latency ms'],
-        u.targets.flatMap((tg) => Object.entries(tg.byNode).map(([node, v], i) => h('tr', i === 0 ? { 'data-target': name + '/' + tg.id, 'data-health': tg.healthy ? 'healthy' : 'unhealthy' } : {},
-          h('td', {}, i === 0 ? tg.id : ''), h('td', { class: tg.healthy ? 'healthy' : 'unhealthy' }, i === 0 ? (tg.healthy ? 'healthy' : 'unhealthy') : ''),
-          h('td', { class: 'dim' }, node), h('td', { class: v.status }, v.status), h('td', { class: v.ejected ? 'unhealthy' : 'dim' }, v.ejected ? 'yes' : 'no'),
-          h('td', { class: v.circuit }, v.circuit), h('td', { class: 'num' }, v.inFlight), h('td', { class: 'num' }, fmt(v.ewmaMs)))))))))))
+    $('upstreams').replaceChildren(...(ups.length === 0 ? [h('p', { class: 'dim' }, 'No upstream.')] : ups.map(([name, u]) => upstreamBlock(name, u))))
     const a = d.alerts
     $('alerts').replaceChildren(
       a.firing.length === 0 ? h('p', { class: 'ok' }, 'No alert firing.') : table(['firing', 'severity', 'condition', 'value', 'since'],
@@ -134,6 +128,22 @@ const SCRIPT = `
       h('li', {}, h('span', { class: /open|unhealthy|exhausted|ejected|fallback/.test(e.type + (e.detail || '')) ? 'unhealthy' : 'healthy' }, e.type), ' ', e.upstream + (e.target ? '/' + e.target : ''), ' ',
         h('span', { class: 'dim' }, (e.detail || '') + ' · ' + e.node + ' · ' + new Date(e.t).toLocaleTimeString())))))
     chart(d.history)
+  }
+  function upstreamBlock (name, u) {
+    const w = u.windows['1m']
+    const rows = u.targets.flatMap((tg) => Object.entries(tg.byNode).map(([node, v], i) => targetRow(name, tg, node, v, i === 0)))
+    const line = u.healthyTargets + '/' + u.targetsTotal + ' healthy · ' + fmt(w.requestRate) + ' req/s · errors ' + pct(w.errorRate) + ' · p99 ' + fmt(w.p99Ms) + ' ms'
+    return h('div', { 'data-upstream': name },
+      h('h3', {}, name, ' ', h('span', { class: 'dim' }, line)),
+      table(['target', 'cluster view', 'node', 'status', 'ejected', 'circuit', 'in flight', 'latency ms'], rows))
+  }
+  function targetRow (name, tg, node, v, first) {
+    const health = tg.healthy ? 'healthy' : 'unhealthy'
+    return h('tr', first ? { 'data-target': name + '/' + tg.id, 'data-health': health } : {},
+      h('td', {}, first ? tg.id : ''), h('td', { class: health }, first ? health : ''),
+      h('td', { class: 'dim' }, node), h('td', { class: v.status }, v.status),
+      h('td', { class: v.ejected ? 'unhealthy' : 'dim' }, v.ejected ? 'yes' : 'no'),
+      h('td', { class: v.circuit }, v.circuit), h('td', { class: 'num' }, v.inFlight), h('td', { class: 'num' }, fmt(v.ewmaMs)))
   }
   function kpi (v, label) { return h('div', { class: 'kpi' }, h('b', {}, v), h('span', {}, label)) }
   function table (heads, rows) {
@@ -176,6 +186,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>fastify-ha-gateway · cluster</title>
 <style>${STYLE}</style>
 </head>
