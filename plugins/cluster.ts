@@ -310,6 +310,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     redisEnabled: client !== undefined,
     context: ctx,
     setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
+    setSummary (fn) { membership.setSummary(fn) },
   }
   fastify.decorate('cluster', decorator)
 }

@@ -15,6 +15,7 @@ import discovery from './discovery.js'
 import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
+import monitor from './monitor.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
@@ -85,6 +86,11 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
+  // cluster metrics in the heartbeat, alerts (one evaluator per cluster), the dashboard
+  await fastify.register(monitor, {
+    prefix: config.admin.prefix, token: config.admin.token, alerts: config.alerts,
+    clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
+  })
   await fastify.register(responseCache) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).

@@ -116,6 +116,8 @@ export interface GatewayCluster {
   readonly context: ClusterContext
   /** What the heartbeat announces (the gateway sets draining when a drain starts). */
   setStatus (status: 'ready' | 'draining'): void
+  /** Publish `fn()` with every heartbeat (the monitor's node summary); read back in nodes()[i].summary. */
+  setSummary (fn: (() => unknown) | undefined): void
 }
 
 declare module 'fastify' {

@@ -28,6 +28,8 @@ export interface NodeInfo {
   status: NodeStatus
   /** epoch-ms of the node's last heartbeat, by its own clock. */
   lastSeen: number
+  /** What the node publishes with each heartbeat (the monitor's load and traffic summary), if anything. */
+  summary?: unknown
 }
 
 export type LeaveReason = 'left' | 'expired'
@@ -57,6 +59,7 @@ export class Membership extends EventEmitter {
   private closed = false
   private left = false
   private readonly onUp = (): void => this.ticker.trigger()
+  private summaryOf: (() => unknown) | undefined
 
   constructor (private readonly ctx: ClusterContext, private readonly o: MembershipOptions) {
     super()
@@ -93,6 +96,11 @@ export class Membership extends EventEmitter {
     this.ticker.trigger()
   }
 
+  /** Publish `fn()` with every heartbeat from now on (undefined: stop); called at each beat, so keep it cheap and small. */
+  setSummary (fn: (() => unknown) | undefined): void {
+    this.summaryOf = fn
+  }
+
   /** Heartbeat and read the view now. */
   async refresh (): Promise<void> {
     await this.tick()
@@ -125,6 +133,7 @@ export class Membership extends EventEmitter {
     const started = Date.now()
     try {
       this.self.lastSeen = started
+      if (this.summaryOf !== undefined) this.self.summary = this.summaryOf()
       const joined = await registryBeat(this.ctx.link, this.ctx.keys.nodes, this.id, this.self, this.ttl)
       if (joined && !this.closed) {
         await this.ctx.link.call('publish join', (c) => c.publish(this.ctx.keys.nodesChannel, JSON.stringify({ type: 'join', id: this.id })))

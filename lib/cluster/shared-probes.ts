@@ -17,7 +17,7 @@ import { defineScript } from './script.js'
 import { Ticker } from './ticker.js'
 
 // KEYS[1] lease; ARGV[1] node id, ARGV[2] ttl ms. Returns the holder after this call.
-const leaseScript = defineScript('fhgProbeLease', 1, `
+export const leaseScript = defineScript('fhgProbeLease', 1, `
 local holder = redis.call('GET', KEYS[1])
 if not holder then
   -- free: take it
@@ -30,7 +30,7 @@ return holder
 `)
 
 // KEYS[1] lease; ARGV[1] node id. Deletes the lease only if this node holds it (graceful hand-over).
-const releaseScript = defineScript('fhgProbeRelease', 1, `
+export const releaseScript = defineScript('fhgProbeRelease', 1, `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)

@@ -2,6 +2,7 @@
 import { joinPath, type ConfigIssue } from './config-error.js'
 import { formatDuration } from './duration.js'
 import type { GatewayConfig, GatewayConfigInput } from './schema.js'
+import { ruleIssues } from '../monitor/rule.js'
 
 type Seg = Array<string | number>
 
@@ -25,6 +26,8 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   cfg.notifications.forEach((n, i) => {
     if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
   })
+
+  checkAlerts(cfg, add, names, unknownUpstream)
 
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     const at = ['upstreams', name]
@@ -126,4 +129,20 @@ function reservedPaths (cfg: GatewayConfig): string[] {
 function overlap (a?: string[], b?: string[]): boolean {
   if (a === undefined || b === undefined) return true
   return a.some(m => b.includes(m))
+}
+
+/** Alert rules: a condition that parses, unique names, a known upstream; webhooks need a url. */
+function checkAlerts (cfg: GatewayConfig, add: (path: Seg, message: string) => void, upstreams: string[], unknownUpstream: (name: string) => string): void {
+  const seen = new Map<string, number>()
+  cfg.alerts.rules?.forEach((r, i) => {
+    const at = ['alerts', 'rules', i]
+    for (const [key, message] of ruleIssues(r)) add([...at, key], message)
+    const first = seen.get(r.name)
+    if (first === undefined) seen.set(r.name, i)
+    else add([...at, 'name'], `duplicate rule name "${r.name}" (also rules[${first}])`)
+    if (r.upstream !== undefined && !upstreams.includes(r.upstream)) add([...at, 'upstream'], unknownUpstream(r.upstream))
+  })
+  cfg.alerts.alerters.forEach((a, i) => {
+    if (a.type === 'webhook' && a.url === undefined) add(['alerts', 'alerters', i, 'url'], 'a webhook alerter needs a url')
+  })
 }

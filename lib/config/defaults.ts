@@ -60,6 +60,9 @@ export const DEFAULTS = {
   proxy: { keepAliveTimeout: 4000 },
   drain: { delay: 0, timeout: 10_000 },
   notificationWebhook: { timeout: 5000, maxQueue: 1000 },
+  alerts: { interval: 10_000 },
+  alertRule: { for: 0, window: '1m', severity: 'warning', cooldown: 300_000 },
+  alerter: { timeout: 5000, minSeverity: 'info', format: 'json', retries: 5, maxQueue: 100 },
 } as const
 
 function deepFreeze (o: object): void {

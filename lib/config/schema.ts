@@ -2,6 +2,7 @@
 // Input types are TypeBox `Static`; normalized types come from `Normalized` (schema-kit.ts).
 import { Type, type Static, type TObject } from '@sinclair/typebox'
 import { STRATEGIES } from '../balancers/types.js'
+import { SEVERITIES, WINDOWS } from '../monitor/rule.js'
 import { DEFAULTS } from './defaults.js'
 import { Def, Derived, Duration, HttpOrigin, PositiveDuration, HttpUrl, Obj, StatusItem, Statuses, StringEnum, doc,
   withoutDefaults, type NormalAs, type Normalized, type StatusRange } from './schema-kit.js'
@@ -221,6 +222,37 @@ const Route = Obj({
   }, 'Static answer when no target could serve')),
 }, 'A proxied route')
 
+// ---- alerts ----
+const AR = D.alertRule
+const AlertRuleSchema = Obj({
+  name: Type.String({ pattern: '^[A-Za-z0-9._-]+$', ...doc('Rule name, unique', 'letters, digits, ".", "_" or "-"') }),
+  when: Type.String({ minLength: 1, ...doc('Condition: a cluster metric, an operator and a number, e.g. "error_rate > 0.05"',
+    '"<metric> <op> <number>": error_rate, healthy_ratio, p99_ms, average_response_time_ms, request_rate, unhealthy_targets, nodes, cpu_percent, rss_mb or event_loop_lag_ms; > >= < <= == !=') }),
+  for: Def(Duration('How long the condition must hold before the rule fires'), AR.for),
+  window: Def(StringEnum(WINDOWS, 'Window of the request metrics (error_rate, p99_ms, ...)'), AR.window),
+  severity: Def(StringEnum(SEVERITIES, 'Severity of the alert'), AR.severity),
+  cooldown: Def(Duration('Least time between two notifications of a rule that keeps firing (resolving always notifies)'), AR.cooldown),
+  upstream: Type.Optional(Type.String({ minLength: 1, description: 'Scope the rule to this upstream (default: the whole cluster)' })),
+}, 'An alert rule')
+
+const AL = D.alerter
+const Alerter = Obj({
+  type: StringEnum(['log', 'webhook'], 'log: a log line per notification; webhook: POST it (JSON, retried, never blocks)'),
+  url: Type.Optional(HttpUrl('webhook: where alerts are POSTed (required for a webhook)')),
+  headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
+  timeout: Def(Duration('webhook: timeout of each POST'), AL.timeout),
+  minSeverity: Def(StringEnum(SEVERITIES, 'Lowest severity sent to this alerter'), AL.minSeverity),
+  format: Def(StringEnum(['json', 'alertmanager', 'slack'], 'webhook: body shape: json (the alert), alertmanager (API v2 alerts) or slack (incoming webhook)'), AL.format),
+  retries: Def(Int(0, 'webhook: tries after a failed POST, with jittered backoff'), AL.retries),
+  maxQueue: Def(Int(1, 'webhook: alerts queued at most; the oldest is dropped past this'), AL.maxQueue),
+}, 'An alerter')
+
+const Alerts = Obj({
+  interval: Def(Duration('Time between two evaluations of the rules (by one node of the cluster)'), D.alerts.interval),
+  rules: Type.Optional(Type.Array(AlertRuleSchema, { description: 'Alert rules; absent: high_error_rate (error_rate > 0.05) and low_healthy_instances (healthy_ratio < 0.7); []: none' })),
+  alerters: Def(Type.Array(Alerter, { description: 'Where notifications go; empty: the log' }), []),
+}, 'Cluster alerting')
+
 // ---- the whole file ----
 const M = D.metrics
 export const GatewayConfigSchema = Obj({
@@ -254,6 +286,7 @@ export const GatewayConfigSchema = Obj({
     headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
   }, 'A failover notifier'),
   { description: 'Where failover events (retry, retries_exhausted, fallback_used, circuit_*) go; empty: the log' }), []),
+  alerts: Def(Alerts, {}),
   drain: Def(Obj({
     delay: Def(Duration('On shutdown, time between turning not-ready and closing the listener'), D.drain.delay),
     timeout: Def(Duration('On shutdown, longest wait for requests in flight'), D.drain.timeout),
@@ -287,4 +320,5 @@ export type AdminConfig = GatewayConfig['admin']
 export type MetricsConfig = GatewayConfig['metrics']
 export type ProxyConfig = GatewayConfig['proxy']
 export type DrainConfig = GatewayConfig['drain']
+export type AlertsConfig = GatewayConfig['alerts']
 export type { StatusRange }

@@ -49,6 +49,8 @@ export interface ProxyMetrics {
   duration: Histogram<'route' | 'upstream'>
   /** The counters of one (route, upstream), shared by every plan with those labels. */
   forRoute (route: string, upstream: string): RouteCounters
+  /** Every (route, upstream)'s counters (read at scrape or heartbeat time). */
+  all (): Iterable<RouteCounters>
 }
 
 /** Counters of every route, per registry: metrics are shared through metricOnce, so is this. */
@@ -140,6 +142,7 @@ export function createProxyMetrics (registry: Registry, upstreams: UpstreamRegis
   return {
     requests,
     duration,
+    all: () => routes.values(),
     forRoute (route, upstream) {
       const key = `${route}\u0000${upstream}`
       let r = routes.get(key)

@@ -1,0 +1,152 @@
+// The monitor plugin: publishes this node's summary with its heartbeat, serves the cluster metrics,
+// the alerts and the dashboard, and runs the cluster's AlertManager (one evaluator per cluster).
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { makeTokenCheck } from '../lib/admin-auth.js'
+import { Ticker } from '../lib/cluster/ticker.js'
+import { GatewayError } from '../lib/errors.js'
+import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
+import { aggregate, type ClusterMetricsView, type NodeInput } from '../lib/monitor/aggregate.js'
+import { AlertManager } from '../lib/monitor/alert-manager.js'
+import { MemoryAlertStore, RedisAlertStore } from '../lib/monitor/alert-store.js'
+import { createAlerters, type AlerterConfig } from '../lib/monitor/alerters.js'
+import { DASHBOARD_CSP, DASHBOARD_HTML } from '../lib/monitor/dashboard-page.js'
+import { RateHistory } from '../lib/monitor/history.js'
+import { compileRules, type AlertRuleConfig } from '../lib/monitor/rule.js'
+import { NodeSampler, type NodeSummary } from '../lib/monitor/summary.js'
+
+export interface MonitorOptions {
+  /** Admin route prefix (default /gateway). */
+  prefix?: string
+  /** Admin bearer token; with none, no route is registered (alerts still run). */
+  token?: string
+  /** ms between two samples of this node (default: the heartbeat, 1 s). */
+  sampleInterval?: number
+  alerts?: { interval?: number, rules?: AlertRuleConfig[], alerters?: AlerterConfig[] }
+  clusterName?: string
+}
+
+async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): Promise<void> {
+  const lb = fastify.loadBalancer
+  const cluster = fastify.hasDecorator('cluster') ? fastify.cluster : undefined
+  const log = fastify.log.child({ component: 'monitor' })
+  const counters = fastify.hasDecorator('gatewayMetrics') ? createProxyMetrics(fastify.gatewayMetrics.registry, lb.upstreams) : undefined
+  const sampler = new NodeSampler({ counters: () => counters?.all() ?? [], upstreams: lb.upstreams })
+  const history = new RateHistory()
+  const nodeId = cluster?.nodeId ?? 'gateway'
+  const clusterName = opts.clusterName ?? cluster?.context.keys.name ?? 'fastify-ha-gateway'
+
+  // notable events for the dashboard (retries come in storms and are left out)
+  lb.notifications.add({
+    notify (e) {
+      if (e.type === 'retry') return
+      const target = 'target' in e ? e.target : undefined
+      const detail = e.type === 'fallback_used' ? `${e.fallback} (${e.cause})` : e.type === 'retries_exhausted' ? e.why : e.type === 'circuit_opened' ? e.cause : undefined
+      sampler.noteEvent({ t: e.timestamp, type: e.type, upstream: e.upstream, target, detail })
+    },
+  })
+  if (fastify.hasDecorator('gatewayHealth')) {
+    fastify.gatewayHealth.registry.subscribe((e) => {
+      if (e.type === 'transition') sampler.noteEvent({ t: e.at, type: `target_${e.to}`, upstream: e.upstream, target: e.target.id, detail: e.reason })
+      else if (e.type === 'ejected') sampler.noteEvent({ t: e.at, type: 'target_ejected', upstream: e.upstream, target: e.target.id, detail: e.reason })
+    })
+  }
+
+  const view = (): ClusterMetricsView => {
+    const self = sampler.current()
+    const nodes: NodeInput[] = (cluster?.nodes() ?? []).map((n) => ({
+      id: n.id,
+      address: `${n.address}:${n.port}`,
+      status: n.status === 'draining' ? 'draining' : 'ready',
+      configVersion: n.configVersion,
+      lastSeen: n.lastSeen,
+      summary: n.id === nodeId ? self : asSummary(n.summary),
+    }))
+    if (nodes.length === 0) nodes.push({ id: nodeId, address: '', status: 'ready', configVersion: 0, lastSeen: Date.now(), summary: self })
+    return aggregate(nodes)
+  }
+
+  const sampling = new Ticker(async () => {
+    sampler.sample()
+    history.add(view())
+  }, opts.sampleInterval ?? 1000, (err) => log.warn({ err }, 'monitor sample failed'))
+  cluster?.setSummary(() => sampler.latest)
+
+  const a = opts.alerts ?? {}
+  const rules = compileRules(a.rules)
+  const manager = new AlertManager({
+    nodeId,
+    cluster: clusterName,
+    rules,
+    alerters: createAlerters(a.alerters, log),
+    store: cluster?.redisEnabled === true ? new RedisAlertStore(cluster.context.link, clusterName) : new MemoryAlertStore(),
+    interval: a.interval ?? 10_000,
+    metrics: view,
+    onError: (err) => log.warn({ err: (err as Error).message }, 'alert evaluation failed'),
+    onHolder: (holder) => log.info({ evaluator: holder ?? null, self: holder === nodeId }, 'alert evaluator'),
+  })
+
+  fastify.addHook('onReady', async () => {
+    sampling.start()
+    manager.start()
+  })
+  fastify.addHook('preClose', async () => {
+    cluster?.setSummary(undefined)
+    await sampling.stop()
+    await manager.close()
+    sampler.close()
+  })
+
+  const token = opts.token
+  if (token === undefined || token === '') return
+  const prefix = (opts.prefix ?? '/gateway').replace(/\/$/, '')
+  const check = makeTokenCheck(token)
+  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!check(request.headers.authorization)) {
+      reply.code(401).header('www-authenticate', 'Bearer').send(new GatewayError('UNAUTHORIZED').toJSON())
+      return reply
+    }
+  }
+  const alerts = async (reply: FastifyReply): Promise<Awaited<ReturnType<AlertManager['list']>> | undefined> => {
+    try {
+      return await manager.list()
+    } catch (err) {
+      const e = new GatewayError('REDIS_UNAVAILABLE', (err as Error).message)
+      await reply.code(e.statusCode).send(e.toJSON())
+      return undefined
+    }
+  }
+
+  fastify.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => view())
+  fastify.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => await alerts(reply))
+  fastify.get(`${prefix}/dashboard/data`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
+    const list = await alerts(reply)
+    if (list === undefined) return reply
+    reply.header('cache-control', 'no-store')
+    return { cluster: clusterName, self: nodeId, metrics: view(), alerts: list, history: history.points() }
+  })
+  // the page holds no data: served without the token, which it asks for and sends in a header
+  fastify.get(`${prefix}/dashboard`, { logLevel: 'warn' }, async (_request, reply) => {
+    reply.type('text/html; charset=utf-8')
+      .header('content-security-policy', DASHBOARD_CSP)
+      .header('x-content-type-options', 'nosniff')
+      .header('referrer-policy', 'no-referrer')
+      .header('cache-control', 'no-cache')
+    return DASHBOARD_HTML
+  })
+}
+
+/** Another node's summary as it came from Redis: used only if it has the expected shape. */
+function asSummary (s: unknown): NodeSummary | undefined {
+  if (typeof s !== 'object' || s === null) return undefined
+  const o = s as Partial<NodeSummary>
+  return typeof o.t === 'number' && typeof o.u === 'object' && o.u !== null && Array.isArray(o.ev) ? o as NodeSummary : undefined
+}
+
+export const monitor = fp(monitorPlugin, {
+  fastify: '5.x',
+  name: 'fastify-ha-gateway-monitor',
+  dependencies: ['fastify-ha-gateway-load-balancer'],
+  decorators: { fastify: ['loadBalancer'] },
+})
+export default monitor
