@@ -1,6 +1,7 @@
 // Limits on what a client connection may hold (node.timeouts, node.maxConnections), applied to a node:http
 // server (framework-free: the gateway plugin hands over Fastify's server).
 import type { IncomingMessage, Server } from 'node:http'
+import type { Socket } from 'node:net'
 
 export interface ClientLimits {
   /** ms to receive a whole request head; 0: none. */
@@ -43,8 +44,10 @@ function cutClient (this: IncomingMessage): void {
 }
 
 function bodyDone (this: IncomingMessage): void {
-  this.socket?.setTimeout(0)
   this.off('timeout', cutClient)
+  const socket = this.socket as (Socket & { _httpMessage?: unknown }) | null
+  // only while the response still holds the socket: once it has finished, Node's keep-alive timer is set and stays
+  if (socket != null && socket._httpMessage != null) socket.setTimeout(0)
 }
 
 /**

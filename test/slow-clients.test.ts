@@ -72,6 +72,19 @@ t.test('a client whose body stalls past timeouts.body is cut, and its upstream r
   t.equal(aborted, 1, 'the upstream request was aborted')
 })
 
+t.test('a body that ends after its answer went out leaves the keep-alive timer running', async (t) => {
+  const { app, port } = await listen({ timeouts: { body: '5s', headers: '5s', keepAlive: '400ms' } })
+  t.teardown(() => app.close())
+  const c = await connect(port)
+  // refused in onRequest (a bad path): answered before the body is read; the rest of the body comes after
+  c.socket.write('POST /up/%2e%2e/x HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\n12345')
+  for (let i = 0; i < 400 && parseResponse(c.text()) === undefined; i++) await sleep(25)
+  t.equal(parseResponse(c.text())?.status, 400, 'answered early')
+  await sleep(50)
+  c.socket.write('67890')
+  t.ok(await within(c.closed, 15_000), 'the idle connection is still closed by timeouts.keepAlive')
+})
+
 t.test('a request head not complete within timeouts.headers is cut', async (t) => {
   const { app, port } = await listen({ timeouts: { headers: '400ms', body: '5s', keepAlive: '10s' } })
   t.teardown(() => app.close())

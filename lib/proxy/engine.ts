@@ -16,7 +16,7 @@ import { bufferBody } from './body.js'
 import { classifyError, isClientFault, upstreamError } from './classify.js'
 import { TrackingDispatcher, bodyRead, type AttemptObserver } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
-import { FailoverFlow, type TryRunner } from './failover-flow.js'
+import { FailoverFlow, type Picked, type TryRunner } from './failover-flow.js'
 import { setForwarded, stripHopByHop, withoutHopByHop, type HeaderBag } from './headers.js'
 import { discard, sendError, takeWhole, type UpstreamBody } from './respond.js'
 import { ProxyState, BUFFERED, STREAMED, type ProxyReply, type ProxyRequest, type RoutePlan } from './state.js'
@@ -53,7 +53,6 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
   /** The reply-from options of every try: shared callbacks, no closures per request. */
   readonly fromOptions: object
   readonly flow: FailoverFlow
-  pickedTicket = -1
   private readonly onAttempt: ((a: Attempt) => void) | undefined
   private readonly onRawClose: (this: ServerResponse & Stated) => void
 
@@ -242,7 +241,7 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
 
   // --- TryRunner ---
 
-  pick (st: ProxyState, entry: UpstreamEntry): Target | undefined {
+  pick (st: ProxyState, entry: UpstreamEntry): Picked | undefined {
     const plan = st.plan
     const strategy = st.inFallback ? entry.strategy : (plan.strategy ?? entry.strategy)
     pickCtx.now = Date.now()
@@ -266,17 +265,16 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     }
     pickCtx.tried = undefined
     pickCtx.hashKey = undefined
-    this.pickedTicket = ticket
-    return target
+    return target === undefined ? undefined : { target, ticket }
   }
 
   dispatch (st: ProxyState): void {
     if (st.done || st.reply === undefined) return
-    const target = this.pick(st, st.entry!)
-    if (target === undefined) { this.flow.noTarget(st); return }
+    const picked = this.pick(st, st.entry!)
+    if (picked === undefined) { this.flow.noTarget(st); return }
     const slot = st.slotHeld
     st.slotHeld = false
-    this.startTry(st, target, this.pickedTicket, slot, false)
+    this.startTry(st, picked.target, picked.ticket, slot, false)
   }
 
   startTry (st: ProxyState, target: Target, ticket: number, slot: boolean, hedge: boolean): void {

@@ -11,13 +11,18 @@ import type { FailoverRegistry, FallbackResponse } from './failover-registry.js'
 import { sendError, sendStatic } from './respond.js'
 import { STREAMED, type ProxyState } from './state.js'
 
+/** A picked target and the circuit-breaker ticket its try must hand back. */
+export interface Picked {
+  readonly target: Target
+  readonly ticket: number
+}
+
 /** What the flow asks of the data path. */
 export interface TryRunner {
   /** Pick a target for the request and start a try, or answer when none is left. */
   dispatch (st: ProxyState): void
-  /** The next target for the request, or undefined; its breaker ticket is left in `pickedTicket`. */
-  pick (st: ProxyState, entry: UpstreamEntry): Target | undefined
-  readonly pickedTicket: number
+  /** The next target for the request with its breaker ticket (-1: no breaker), or undefined when none is left. */
+  pick (st: ProxyState, entry: UpstreamEntry): Picked | undefined
   startTry (st: ProxyState, target: Target, ticket: number, slot: boolean, hedge: boolean): void
 }
 
@@ -186,10 +191,10 @@ export class FailoverFlow {
     if (st.done || st.reply === undefined || st.reply.sent || st.hedge !== undefined || cur === undefined || cur.ended || cur.statusCode !== 0) return
     const up = st.up!
     if (!up.budget.tryAcquire()) return // counted as exhausted by the budget hook
-    const target = this.runner.pick(st, st.entry!)
-    if (target === undefined) { up.budget.release(); return }
+    const picked = this.runner.pick(st, st.entry!)
+    if (picked === undefined) { up.budget.release(); return }
     this.deps.metrics?.hedge(up.name)
-    this.runner.startTry(st, target, this.runner.pickedTicket, true, true)
+    this.runner.startTry(st, picked.target, picked.ticket, true, true)
   }
 
   /** `winner` answers: the other try is aborted (on the next tick, outside reply-from's callback chain). */
