@@ -19,7 +19,7 @@ import {
   ClusterConfigManager, DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext,
   createRedisConnection, failFastOptions, isRedisClient, type ConfigDoc, type NodeInfo, type RedisClient,
 } from '../lib/cluster/index.js'
-import { ConfigError, configInput, isNormalizedConfig, redactError, redactText, validateConfig, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { ConfigError, configInput, isNormalizedConfig, redactError, redactText, turn, validateConfig, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { GatewayError } from '../lib/errors.js'
 import { defaultStateDir } from '../lib/cluster/snapshot.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
@@ -142,13 +142,18 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     // upstreams first (a new route may name a new upstream), then their failover; watchers (the gateway's route table) last
     if (opts.toUpstreamSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
       fastify.loadBalancer.upstreams.reconcile(opts.toUpstreamSpecs(next))
+      await turn()
     }
     if (opts.toFailoverSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
       const f = opts.toFailoverSpecs(next)
       fastify.loadBalancer.failover.reconcile(f.failover, f.circuitBreaker)
+      await turn()
     }
     // a watcher that throws refuses the document (the node goes back to the previous one)
-    for (const fn of userWatchers) await fn(next, doc)
+    for (const fn of userWatchers) {
+      await fn(next, doc)
+      await turn() // promises alone never yield: let waiting requests in between two parts
+    }
   }
 
   /** Apply `doc` in full, or not at all: on any failure the node runs its previous config again, every part of it. */
@@ -157,6 +162,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     try {
       const json = validated === undefined ? undefined : JSON.stringify(doc.config)
       next = validated !== undefined && validated.json === json ? validated.config : await effective(doc.config)
+      await turn()
     } catch (err) {
       refused = { version: doc.version, error: redactText((err as Error).message) }
       throw err // a ConfigError refuses the document: the running config stays
@@ -278,7 +284,9 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       const next = await effective(shared)
       const frozen = bootOnlyIssues(next)
       if (frozen.length > 0) throw new ConfigError(frozen)
+      await turn()
       const json = JSON.stringify(shared)
+      await turn()
       validated = { json, config: next }
       let doc: ConfigDoc<SharedConfig>
       try {

@@ -54,7 +54,7 @@ function isContainer (s: AnySchema): boolean {
 
 function typeName (s: AnySchema): string {
   switch (s['x-kind']) {
-    case 'duration': return s['x-positive'] === true ? 'duration > 0' : 'duration'
+    case 'duration': return 'duration'
     case 'statuses': return 'status[]'
     case 'retryOn': return '(connect_failure | reset | timeout | status)[]'
     case 'oneOrMany': return 'object | object[]'
@@ -70,7 +70,7 @@ function typeName (s: AnySchema): string {
 }
 
 function describe (s: AnySchema): string {
-  const d = typeof s.description === 'string' ? s.description : ''
+  const d = typeof s.description === 'string' ? s.description + (s['x-positive'] === true ? ' (> 0)' : '') : ''
   const hint = s['x-hint']
   const showHint = typeof hint === 'string' && s['x-kind'] === undefined && (s.pattern !== undefined || s.format !== undefined)
   return showHint ? `${d}. Allowed: ${hint}` : d

@@ -4,7 +4,7 @@ export { parseDuration, formatDuration, MAX_DURATION_MS } from './duration.js'
 export { substituteEnv, type Env } from './env.js'
 export { REDACTED, redactConfig, redactText, redactError, isSecretKey } from './redact.js'
 export { FORBIDDEN_KEYS, MAX_CONFIG_DEPTH } from './input-guard.js'
-export { validateConfig, validateConfigAsync, configIssues, isNormalizedConfig, kNormalized, configInput, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
+export { validateConfig, validateConfigAsync, turn, configIssues, isNormalizedConfig, kNormalized, configInput, DEFAULTS, describeOptions, type OptionDescription } from './validate.js'
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
 export { statusIn, statusRange } from './normalize.js'
 export {

@@ -79,12 +79,14 @@ export async function validateConfigAsync (raw: unknown): Promise<GatewayConfig>
   }
   cfg.routes = out as GatewayConfig['routes']
   await turn()
-  return finish(cfg, input, issues)
+  if (issues.length === 0) issues.push(...crossCheck(cfg, input as GatewayConfigInput))
+  await turn()
+  return finish(cfg, input, issues, true)
 }
 
 /** Cross-checks, derived values and the markers: the common end of both validations. */
-function finish (cfg: GatewayConfig, input: unknown, issues: ConfigIssue[]): GatewayConfig {
-  if (issues.length === 0) issues.push(...crossCheck(cfg, input as GatewayConfigInput))
+function finish (cfg: GatewayConfig, input: unknown, issues: ConfigIssue[], checked = false): GatewayConfig {
+  if (issues.length === 0 && !checked) issues.push(...crossCheck(cfg, input as GatewayConfigInput))
   if (issues.length > 0) throw new ConfigError(issues)
   resolveDerived(cfg, input as GatewayConfigInput)
   Object.defineProperty(cfg, kNormalized, { value: true, enumerable: false })
@@ -99,7 +101,8 @@ function guard (input: unknown): void {
   if (issues.length > 0) throw new ConfigError(issues)
 }
 
-async function turn (): Promise<void> { await new Promise((resolve) => setImmediate(resolve)) }
+/** One turn of the event loop: requests waiting (/health) are served between two steps of a long validation. */
+export async function turn (): Promise<void> { await new Promise((resolve) => setImmediate(resolve)) }
 
 /** Marks a config returned by validateConfig (non-enumerable), so a plugin does not validate it twice. */
 export const kNormalized = Symbol.for('fastify-ha-gateway.config.normalized')
