@@ -51,7 +51,7 @@ export function toFailoverSpecs (config: GatewayConfig): Required<Pick<LoadBalan
 async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): Promise<void> {
   const config = 'config' in opts && isNormalizedConfig(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
 
-  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path })
+  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path, token: config.metrics.token, listen: config.metrics.listen })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
@@ -73,7 +73,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
   await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
-  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
+  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, nodeId: config.node.id })
   await fastify.register(responseCache) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
