@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto'
 import { defineScript } from './script.js'
 
 /** Bytes charged per entry on top of its JSON and key name: Redis's per-key and per-row costs (measured with bench/cache-busting.ts). */
-export const ENTRY_OVERHEAD = 320
+export const ENTRY_OVERHEAD = 720
 
 export interface BoundedKeys {
   entry (hashed: string): string
