@@ -29,7 +29,8 @@ export function ownListener (app: FastifyInstance, listen: string, path: string)
   byAddress.set(key, side)
   app.addHook('onReady', async () => {
     try {
-      await side.listen({ host, port })
+      // not "Server listening at": that line names the traffic port (tools and the CLI tests read it)
+      await side.listen({ host, port, listenTextResolver: (address) => `${path}: ${address}` })
     } catch (err) {
       throw new Error(`${path}: cannot listen on ${listen}: ${(err as Error).message}`, { cause: err })
     }

@@ -72,13 +72,16 @@ t.test('a short token, or one with whitespace around it, fails boot naming the k
 t.test('admin.listen and metrics.listen: those routes answer only on their own ports, closed with the app', async (t) => {
   const adminPort = await freePort()
   const metricsPort = await freePort()
-  const { app, url } = await boot(config({
+  const { app, url, lines } = await boot(config({
     admin: { token: TOKEN, listen: `127.0.0.1:${adminPort}` },
     metrics: { token: METRICS_TOKEN, listen: `127.0.0.1:${metricsPort}` },
   }))
   const adminUrl = `http://127.0.0.1:${adminPort}`
   const metricsUrl = `http://127.0.0.1:${metricsPort}`
 
+  const listening = lines.map((l) => String(l.msg)).filter((m) => m.includes('listening at') || m.includes('.listen: '))
+  t.same(listening.sort(), [`admin.listen: http://127.0.0.1:${adminPort}`, `metrics.listen: http://127.0.0.1:${metricsPort}`, `Server listening at ${url}`].sort(),
+    'each listener logs its own line; "Server listening at" names only the traffic port')
   t.equal((await get(`${url}/gateway/status`, bearer(TOKEN))).status, 404, 'admin status is not on the traffic port')
   t.equal((await get(`${url}/metrics`, bearer(METRICS_TOKEN))).status, 404, 'metrics are not on the traffic port')
   t.equal((await get(`${url}/health`)).status, 200, '/health stays on the traffic port')
