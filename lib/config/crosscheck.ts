@@ -25,7 +25,9 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
     const problem = token === undefined ? undefined : tokenProblem(token)
     if (problem !== undefined) add([...at], problem)
     const listen = cfg[at[0]].listen
-    if (listen !== undefined && Number(listen.slice(listen.lastIndexOf(':') + 1)) > 65535) add([at[0], 'listen'], 'port must be 65535 or less')
+    const port = listen === undefined ? 0 : Number(listen.slice(listen.lastIndexOf(':') + 1))
+    if (port > 65535) add([at[0], 'listen'], 'port must be 65535 or less')
+    if (port !== 0 && port === cfg.node.port) add([at[0], 'listen'], `is the traffic port (node.port ${port}): give it a port of its own, or leave it out to serve on the traffic port`)
   }
 
   cfg.notifications.forEach((n, i) => {
