@@ -14,6 +14,7 @@ export const ERRORS = {
   UPSTREAM_BAD_RESPONSE: { code: 'FHG_ERR_UPSTREAM_BAD_RESPONSE', statusCode: 502, message: 'Upstream "%s" failed' },
   UPSTREAM_TIMEOUT: { code: 'FHG_ERR_UPSTREAM_TIMEOUT', statusCode: 504, message: 'Upstream "%s" timed out' },
   UNAUTHORIZED: { code: 'FHG_ERR_UNAUTHORIZED', statusCode: 401, message: 'Missing or invalid admin token' },
+  AUTH_THROTTLED: { code: 'FHG_ERR_AUTH_THROTTLED', statusCode: 429, message: 'Too many failed authentications from this address: retry in %s' },
   INVALID_CONFIG: { code: 'FHG_ERR_INVALID_CONFIG', statusCode: 400, message: 'Invalid gateway configuration: %s' },
   TARGET_EXISTS: { code: 'FHG_ERR_TARGET_EXISTS', statusCode: 409, message: 'Target "%s" already exists' },
   TARGET_NOT_FOUND: { code: 'FHG_ERR_TARGET_NOT_FOUND', statusCode: 404, message: 'Target "%s" not found' },

@@ -1,10 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { makeTokenCheck } from '../lib/admin-auth.js'
+import { tokenFingerprint, tokenProblem } from '../lib/admin-auth.js'
+import type { AuthThrottleOptions } from '../lib/auth-throttle.js'
 import { ConfigConflictError } from '../lib/cluster/index.js'
+import { diffSharedConfig } from '../lib/cluster/config-diff.js'
 import { ConfigError } from '../lib/config/index.js'
 import { GatewayError } from '../lib/errors.js'
 import type { SharedConfig } from '../types/index.js'
+import { bearerGuard, type Guard } from './auth-guard.js'
+import { ownListener } from './own-listener.js'
 
 /** Largest config PUT body (bytes): room for ~100k routes; a larger one gets 413 before it is parsed. */
 export const CONFIG_BODY_LIMIT = 16 * 1024 * 1024
@@ -12,17 +16,24 @@ export const CONFIG_BODY_LIMIT = 16 * 1024 * 1024
 export interface AdminOptions {
   /** Route prefix (default /gateway). */
   prefix?: string
-  /** Bearer token; with none, no admin route is registered. */
+  /** Bearer token (at least 16 characters); with none, no admin route is registered. */
   token?: string
+  /** `host:port` of a listener of the admin routes alone; absent: the app's own listener. */
+  listen?: string
+  /** Failed authentications allowed per client IP before 429 (default 5 per second). */
+  throttle?: AuthThrottleOptions
   /** This node's id, shown by the status route. */
   nodeId?: string
   /** Config version shown by the status route (the cluster plugin updates it). */
   configVersion?: () => number
 }
 
+/** What an admin write did, for its audit line (set by the route, logged once the answer is sent). */
+type AuditDetail = Record<string, unknown>
+
 /**
- * Admin routes behind `Authorization: Bearer <token>`. Other plugins add their
- * own admin routes through `fastify.gatewayAdmin.route()`.
+ * Admin routes behind `Authorization: Bearer <token>`, on the app's listener or on one of their own.
+ * Every write (any method but GET/HEAD) that passed the token check logs one audit line once answered.
  */
 async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promise<void> {
   const prefix = (opts.prefix ?? '/gateway').replace(/\/$/, '')
@@ -31,16 +42,29 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
     fastify.log.info('admin routes disabled: no admin.token configured')
     return
   }
-  const check = makeTokenCheck(token)
-  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!check(request.headers.authorization)) {
-      const err = new GatewayError('UNAUTHORIZED')
-      reply.code(401).header('www-authenticate', 'Bearer').send(err.toJSON())
-      return reply
-    }
+  const problem = tokenProblem(token)
+  if (problem !== undefined) throw new ConfigError([{ path: 'admin.token', message: problem }])
+  const server = opts.listen === undefined ? fastify : ownListener(fastify, opts.listen, 'admin.listen')
+
+  const passed = new WeakSet<FastifyRequest>()
+  const audits = new WeakMap<FastifyRequest, AuditDetail>()
+  const guard = bearerGuard(token, { what: 'admin', throttle: opts.throttle, onPass: (request) => passed.add(request) })
+  const who = tokenFingerprint(token)
+  const auditLog = fastify.log.child({ component: 'audit' })
+  const audit = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!passed.has(request)) return // refused by the guard: logged there
+    auditLog.info({ audit: true, clientIp: request.ip, token: who, method: request.method, route: request.routeOptions.url, status: reply.statusCode, ...audits.get(request) }, 'admin write')
+  }
+  const writes: Array<(scope: FastifyInstance) => void> = []
+  const admin: AdminRoutes = {
+    get: (url, handler) => { server.get(prefix + url, { onRequest: guard, logLevel: 'warn' }, handler) },
+    write: (method, url, handler) => {
+      writes.push((scope) => { scope.route({ method, url: prefix + url, onRequest: guard, onResponse: audit, bodyLimit: CONFIG_BODY_LIMIT, handler }) })
+    },
+    audit: (request, detail) => { audits.set(request, { ...audits.get(request), ...detail }) },
   }
 
-  fastify.get(`${prefix}/status`, { onRequest: guard, logLevel: 'warn' }, async () => {
+  admin.get('/status', async () => {
     const refused = fastify.hasDecorator('cluster') ? fastify.cluster.config.refused : undefined
     return {
       node: { id: opts.nodeId ?? 'gateway', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) },
@@ -51,13 +75,38 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
     }
   })
 
-  if (fastify.hasDecorator('cluster')) clusterRoutes(fastify, prefix, guard)
+  if (fastify.hasDecorator('cluster')) clusterRoutes(fastify, admin)
+  // writes in their own scope: a JSON parser that keeps `__proto__` keys as plain data, so validation refuses them by path
+  if (writes.length > 0) {
+    void server.register(async (scope) => {
+      scope.removeContentTypeParser('application/json')
+      scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: CONFIG_BODY_LIMIT }, (_request, body, done) => {
+        try {
+          done(null, JSON.parse(body as string))
+        } catch (err) {
+          // never the parser's message: V8 quotes the body, which may hold a secret
+          const at = /position (\d+)/.exec((err as Error).message)?.[1]
+          done(new GatewayError('INVALID_CONFIG', `the body is not valid JSON${at === undefined ? '' : ` (at byte ${at})`}`), undefined)
+        }
+      })
+      for (const add of writes) add(scope)
+    })
+  }
+}
+
+type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+/** Where admin routes go (the app or the admin listener), guarded; writes are audited. */
+interface AdminRoutes {
+  get (url: string, handler: Handler): void
+  write (method: 'PUT' | 'POST' | 'PATCH' | 'DELETE', url: string, handler: Handler): void
+  /** Add to the audit line of this write. */
+  audit (request: FastifyRequest, detail: AuditDetail): void
 }
 
 /** The cluster view and the shared config (GET, and PUT with If-Match: compare-and-set). */
-function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (request: FastifyRequest, reply: FastifyReply) => Promise<void>): void {
+function clusterRoutes (fastify: FastifyInstance, admin: AdminRoutes): void {
   const cluster = fastify.cluster
-  fastify.get(`${prefix}/cluster`, { onRequest: guard, logLevel: 'warn' }, async () => {
+  admin.get('/cluster', async () => {
     const refused = cluster.config.refused
     return {
       self: cluster.nodeId,
@@ -77,28 +126,13 @@ function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (reques
     }
   })
 
-  fastify.get(`${prefix}/config`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
+  admin.get('/config', async (_request, reply) => {
     const doc = await cluster.config.get()
     reply.header('etag', `"${doc.version}"`)
     return { version: doc.version, config: doc.config }
   })
 
-  // its own scope: a JSON parser that keeps `__proto__` keys as plain data, so validation refuses them by path
-  void fastify.register(async (scope) => {
-    scope.removeContentTypeParser('application/json')
-    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: CONFIG_BODY_LIMIT }, (_request, body, done) => {
-      try {
-        done(null, JSON.parse(body as string))
-      } catch (err) {
-        // never the parser's message: V8 quotes the body, which may hold a secret
-        const at = /position (\d+)/.exec((err as Error).message)?.[1]
-        done(new GatewayError('INVALID_CONFIG', `the body is not valid JSON${at === undefined ? '' : ` (at byte ${at})`}`), undefined)
-      }
-    })
-    scope.put(`${prefix}/config`, { onRequest: guard, bodyLimit: CONFIG_BODY_LIMIT }, putConfig)
-  })
-
-  async function putConfig (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  admin.write('PUT', '/config', async (request, reply) => {
     const ifMatch = request.headers['if-match']
     if (ifMatch === undefined || ifMatch === '') {
       const err = new GatewayError('PRECONDITION_REQUIRED', 'GET the config, then PUT with If-Match: <version>')
@@ -109,8 +143,14 @@ function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (reques
       const err = new GatewayError('PRECONDITION_REQUIRED', `If-Match must be a config version, got ${JSON.stringify(ifMatch)}`)
       return await reply.code(428).send(err.toJSON())
     }
+    const from = Number(m[1])
+    // the audit names what the write changes against the version it replaces (this node may lag it)
+    let before = cluster.config.current()
+    if (before.version !== from) before = await cluster.config.get().catch(() => before)
+    admin.audit(request, { from: before.version, to: null, changes: diffSharedConfig(before.config, request.body) })
     try {
-      const { version } = await cluster.config.put(request.body as SharedConfig, Number(m[1]))
+      const { version } = await cluster.config.put(request.body as SharedConfig, from)
+      admin.audit(request, { to: version })
       reply.header('etag', `"${version}"`)
       return { version }
     } catch (err) {
@@ -124,7 +164,7 @@ function clusterRoutes (fastify: FastifyInstance, prefix: string, guard: (reques
       if (err instanceof GatewayError) return await reply.code(err.statusCode).send(err.toJSON())
       throw err
     }
-  }
+  })
 }
 
 /** The load balancer's view of each target, with the health record (reason, since, lastError, ejections) merged in. */

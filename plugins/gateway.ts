@@ -61,7 +61,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     fastify.addHook('onRequest', (request, _reply, done) => { armBodyIdle(request.raw, bodyMs); done() })
   }
 
-  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path })
+  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path, token: config.metrics.token, listen: config.metrics.listen })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
@@ -85,13 +85,13 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
   await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
-  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
+  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, nodeId: config.node.id })
   // cluster metrics in the heartbeat, alerts (one evaluator per cluster), the dashboard
   await fastify.register(monitor, {
     prefix: config.admin.prefix, token: config.admin.token, alerts: config.alerts,
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
   })
-  await fastify.register(responseCache) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
+  await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
   // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.
@@ -147,7 +147,13 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     return503OnClosing: false,
   })
   await app.register(gateway, { config })
-  const address = await app.listen({ host: config.node.host, port: config.node.port })
+  let address: string
+  try {
+    address = await app.listen({ host: config.node.host, port: config.node.port })
+  } catch (err) {
+    await app.close().catch(() => {}) // a failed boot (a taken port) leaves no timer or listener behind
+    throw err
+  }
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     closing ??= drainAndClose(app, config)

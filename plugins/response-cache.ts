@@ -10,8 +10,10 @@ import { pipeline } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import { GatewayError } from '../lib/errors.js'
-import { captureBody, decodeValue, isUnsafe, onlyIfCached, requestBypass, ResponseCache, storedHeaders, storeDecision, type CachedResponse, type Lookup } from '../lib/cache/index.js'
+import { cacheUrl, captureBody, decodeValue, type QueryKeying, isUnsafe, onlyIfCached, requestBypass, ResponseCache, storedHeaders, storeDecision, type CachedResponse, type Lookup } from '../lib/cache/index.js'
 import { DistributedCache, createClusterContext, type ClusterContext } from '../lib/cluster/index.js'
+import type { CacheGroup } from '../lib/cluster/cache.js'
+import { DEFAULTS } from '../lib/config/defaults.js'
 import { parseDuration } from '../lib/config/duration.js'
 import { kRouteTable, routeConfigOf } from '../lib/routes/route-config.js'
 
@@ -24,6 +26,8 @@ export interface ResponseCachePluginOptions {
   maxBodySize?: number
   /** ms; deadline of each Redis lookup or store (a late lookup is a miss). Default 100. */
   timeout?: number
+  /** Bytes the cache may hold in Redis, all routes together (`cache.maxBytes`). Default 64 MiB. */
+  redisMaxBytes?: number
 }
 
 export interface ResponseCacheDecorator {
@@ -42,7 +46,7 @@ declare module 'fastify' {
 }
 
 /** A route's cache settings as the plan keeps them. */
-interface Plan { ttl: number }
+interface Plan { ttl: number, query: QueryKeying, group: CacheGroup }
 
 /** Per request of a cached route: what lookup found, for onSend. */
 interface State extends Lookup {
@@ -65,6 +69,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     maxBytes: opts.maxBytes ?? 64 * 1024 * 1024,
     timeout: opts.timeout ?? 100,
     decode: decodeValue,
+    redisMaxBytes: opts.redisMaxBytes ?? DEFAULTS.cache.maxBytes,
     // a hit must never outlive its answer's own expiry (checked on each hit): the local TTL only bounds missed invalidations
     localTtl: 60_000,
   }
@@ -84,12 +89,16 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
   })
 
   const plans = new WeakMap<object, Plan | null>()
-  function planOf (config: object): Plan | null {
+  function planOf (config: object, url: string | undefined): Plan | null {
     let plan = plans.get(config)
     if (plan === undefined) {
-      const c = (config as { cache?: { ttl?: number | string } }).cache
+      // a configured route's entry (normalized), or a code route's config.cache as written
+      const { cache: c, gatewayRoute } = config as { cache?: { ttl?: number | string, maxEntries?: number, query?: 'all' | 'ignore' | string[] }, gatewayRoute?: string }
       const ttl = c?.ttl === undefined ? 0 : parseDuration(c.ttl)
-      plan = ttl > 0 ? { ttl } : null
+      const q = c?.query ?? DEFAULTS.routeCache.query
+      plan = ttl > 0
+        ? { ttl, query: Array.isArray(q) ? new Set(q) : q, group: { name: gatewayRoute ?? url ?? '', maxEntries: c?.maxEntries ?? DEFAULTS.routeCache.maxEntries } }
+        : null
       plans.set(config, plan)
     }
     return plan
@@ -98,14 +107,14 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
   fastify.decorateRequest(kState, null)
 
   function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const plan = planOf(routeConfigOf(request))
+    const plan = planOf(routeConfigOf(request), request.routeOptions.url)
     if (plan === null) { done(); return }
     const method = request.method
     const safe = method === 'GET' || method === 'HEAD'
     // OPTIONS: neither served from the cache nor a write that invalidates it
     if (!safe && !isUnsafe(method)) { done(); return }
     const why = requestBypass(method, request.headers)
-    const st: State = { plan, url: request.url, record: undefined, safe, store: false, hit: false }
+    const st: State = { plan, url: cacheUrl(request.url, plan.query), record: undefined, safe, store: false, hit: false }
     ;(request as CachedRequest)[kState] = st
     if (!st.safe) { done(); return }
     // no-cache: not served from the cache, but the fresh answer replaces what it holds
@@ -150,7 +159,7 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     const reqHeaders = request.headers
     const save = (body: Buffer | undefined): void => {
       if (body === undefined) return
-      cache.store(st, reqHeaders, decision.vary, { ...entry, body }).catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
+      cache.store(st, reqHeaders, decision.vary, { ...entry, body }, st.plan.group).catch((err: unknown) => { request.log.debug({ err }, 'response not cached') })
     }
     if (whole) {
       save(payload)

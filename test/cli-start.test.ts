@@ -15,7 +15,7 @@ import { freePort } from './helpers/redis.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cli-start-'))
-const TOKEN = 'cli-admin-token'
+const TOKEN = 'cli-start-admin-token'
 
 let ups: UpstreamProcess[]
 t.before(async () => { ups = await startUpstreams(2, 'c') })

@@ -45,7 +45,7 @@ admin: { token: \${ADMIN_TOKEN} }
 
 t.test('validate: a good file exits 0 with a summary', async (t) => {
   const good = file('good.yaml', GOOD)
-  const r = await cli(['validate', '--config', good], { ADMIN_TOKEN: 'x' })
+  const r = await cli(['validate', '--config', good], { ADMIN_TOKEN: 'cli-test-admin-token' })
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, `ok: ${good}`)
   t.match(r.stdout, '1 upstream (users: 2 targets weighted_round_robin), 1 route')
@@ -64,7 +64,7 @@ t.test('validate: each bad file exits 1 and names the path on stderr', async (t)
   ]
   for (const [name, yaml, path, fragment] of cases) {
     const f = file(name === 'YAML syntax' ? 'bad-yaml.yaml' : `${name.replace(/\W+/g, '-')}.yaml`, yaml)
-    const r = await cli(['validate', '-c', f], { ADMIN_TOKEN: 'x' })
+    const r = await cli(['validate', '-c', f], { ADMIN_TOKEN: 'cli-test-admin-token' })
     t.equal(r.code, 1, `${name}: exit 1`)
     t.match(r.stderr, path, `${name}: stderr names ${path}`)
     t.match(r.stderr, fragment, `${name}: stderr says ${fragment}`)
@@ -74,7 +74,7 @@ t.test('validate: each bad file exits 1 and names the path on stderr', async (t)
 
 t.test('environment overrides reach the validated config', async (t) => {
   const f = file('port.yaml', GOOD)
-  const r = await cli(['validate', '-c', f], { ADMIN_TOKEN: 'x', GATEWAY_PORT: 'not-a-port' })
+  const r = await cli(['validate', '-c', f], { ADMIN_TOKEN: 'cli-test-admin-token', GATEWAY_PORT: 'not-a-port' })
   t.equal(r.code, 1)
   t.match(r.stderr, 'node.port: GATEWAY_PORT must be a port number')
 })

@@ -17,7 +17,7 @@ import { get } from './helpers/gateway.js'
 import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-discovery-'))
-const TOKEN = 'discovery-token'
+const TOKEN = 'discovery-admin-token'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
 const HEARTBEAT = 500 // ms
 const TTL = 1500 // ms, of the registrations

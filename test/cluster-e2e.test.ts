@@ -16,7 +16,7 @@ import { get } from './helpers/gateway.js'
 import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-e2e-'))
-const TOKEN = 'e2e-admin-token'
+const TOKEN = 'e2e-cluster-admin-token'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
 const HEARTBEAT = 500
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))

@@ -37,7 +37,7 @@ rateLimit: { onStoreError: fail_open }
 admin: { prefix: /gateway, token: \${GATEWAY_ADMIN_TOKEN} }
 metrics: { path: /metrics }
 `
-const ENV = { GATEWAY_ADMIN_TOKEN: 'design-token' }
+const ENV = { GATEWAY_ADMIN_TOKEN: 'design-admin-token-1' }
 
 /** A small valid config, fresh each time, for the bad-input cases to break. */
 function base (): any {
@@ -98,7 +98,7 @@ t.test('DESIGN.md example validates and normalizes', async (t) => {
   t.equal(route.failover.fallback, 'users-backup')
   t.equal(c.rateLimit.onStoreError, 'fail_open')
   t.equal(c.rateLimit.storeTimeout, 50)
-  t.same(c.admin, { prefix: '/gateway', token: 'design-token' })
+  t.same(c.admin, { prefix: '/gateway', token: 'design-admin-token-1' })
   t.same(c.metrics, { path: '/metrics', enabled: true })
   t.same(c.drain, { delay: DEFAULTS.drain.delay, timeout: DEFAULTS.drain.timeout })
   t.ok(isNormalizedConfig(c), 'marked as normalized')
@@ -158,11 +158,11 @@ t.test('a missing environment variable names the path and the variable', async (
 })
 
 t.test('environment: defaults, escapes, typed values, CLI overrides', async (t) => {
-  const yaml = 'node: { id: ${ID:-gw-9}, port: ${PORT} }\nadmin: { token: $${LITERAL} }\nupstreams:\n  a: { targets: [{ id: a, url: "http://${HOST:-127.0.0.1}:3001" }] }\n'
+  const yaml = 'node: { id: ${ID:-gw-9}, port: ${PORT} }\nadmin: { token: $${LITERAL_ADMIN_TOKEN} }\nupstreams:\n  a: { targets: [{ id: a, url: "http://${HOST:-127.0.0.1}:3001" }] }\n'
   const c = parseConfigText(yaml, { PORT: '9001', HOST: '' })
   t.equal(c.node.id, 'gw-9', '${VAR:-default}')
   t.equal(c.node.port, 9001, 'a whole-value reference takes the type the schema wants')
-  t.equal(c.admin.token, '${LITERAL}', '$${ escapes')
+  t.equal(c.admin.token, '${LITERAL_ADMIN_TOKEN}', '$${ escapes')
   t.equal(c.upstreams.a.targets[0].url, 'http://127.0.0.1:3001', 'an empty variable takes the default, as in sh')
   const o = parseConfigText(yaml, { PORT: '9001', GATEWAY_PORT: '9100', GATEWAY_NODE_ID: 'gw-x', REDIS_URL: 'redis://10.0.0.1:6379' })
   t.equal(o.node.port, 9100)

@@ -9,7 +9,7 @@
 // record: the delete is versioned and broadcast like every write, so a node told about it never
 // serves the old record again, and the variants under the old epoch can no longer be reached (they
 // expire in Redis by their TTL). Racing stores only cost misses: the last vary record written wins.
-import type { CacheHit } from '../cluster/cache.js'
+import type { CacheGroup, CacheHit } from '../cluster/cache.js'
 import { encodeEntry, encodeVary, isCachedResponse, isVaryRecord, type CachedResponse, type VaryRecord } from './entry.js'
 import { randomBytes } from 'node:crypto'
 
@@ -18,7 +18,7 @@ export interface ResponseCacheBackend {
   readonly distributed: boolean
   peek<T>(key: string): CacheHit<T> | undefined
   getEntry<T>(key: string): Promise<CacheHit<T> | undefined>
-  set(key: string, value: unknown, ttl: number): Promise<number | undefined>
+  set(key: string, value: unknown, ttl: number, group?: CacheGroup): Promise<number | undefined>
   delete(key: string): Promise<number | undefined>
 }
 
@@ -26,6 +26,7 @@ type RequestHeaders = Record<string, string | string[] | undefined>
 
 /** One request's view of the cache: filled by lookup(), used again by store(). */
 export interface Lookup {
+  /** the URL as the cache keys it (see cache-key.ts) */
   url: string
   /** the URL's vary record when one was found */
   record: VaryRecord | undefined
@@ -59,8 +60,9 @@ export class ResponseCache {
   /**
    * Store one answer to `l`'s request: the variant first, then (if the URL had none, its Vary names
    * changed, or it would expire first) the vary record, so a node that finds the record finds the variant.
+   * Both count against `group` (the route's maxEntries in Redis).
    */
-  async store (l: Lookup, headers: RequestHeaders, vary: string[], response: Omit<CachedResponse, 'etag'>): Promise<void> {
+  async store (l: Lookup, headers: RequestHeaders, vary: string[], response: Omit<CachedResponse, 'etag'>, group?: CacheGroup): Promise<void> {
     const now = Date.now()
     const ttl = response.expiresAt - now
     if (!(ttl > 0)) return
@@ -74,9 +76,9 @@ export class ResponseCache {
       rec = undefined // the URL's record outlives this variant: leave it
     }
     const epochRec = rec ?? l.record!
-    const stored = await this.backend.set(entryKey(epochRec, l.url, headers), encodeEntry({ ...response, etag: undefined }), ttl)
+    const stored = await this.backend.set(entryKey(epochRec, l.url, headers), encodeEntry({ ...response, etag: undefined }), ttl, group)
     if (stored === undefined || rec === undefined) return
-    await this.backend.set(varyKey(l.url), encodeVary(rec), Math.max(1, rec.expiresAt - Date.now()))
+    await this.backend.set(varyKey(l.url), encodeVary(rec), Math.max(1, rec.expiresAt - Date.now()), group)
   }
 
   /** Forget every variant of `url` on every node; resolves false when Redis could not be told. */

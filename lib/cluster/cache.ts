@@ -12,8 +12,10 @@
 //
 // derive({ namespace }) makes a cache of its own bounds on the same connection: its keys are hashed
 // with the namespace and its invalidations go on `${cluster}:cache:inv:<namespace>`, so it neither
-// sees nor disturbs the entries of the root cache (the response cache is one).
+// sees nor disturbs the entries of the root cache (the response cache is one). With `redisMaxBytes`
+// its Redis keys are bounded too: see cache-bounds.ts (one slot, an index, eviction in the write script).
 import { createHash } from 'node:crypto'
+import { boundedKeys, boundedWriteScript, ENTRY_OVERHEAD, groupId, type BoundedKeys } from './cache-bounds.js'
 import type { ClusterContext } from './context.js'
 import { assertKeyPart } from './keys.js'
 import { withDeadline } from './redis-link.js'
@@ -39,7 +41,12 @@ export interface CacheOptions {
 export interface DerivedCacheOptions extends CacheOptions {
   /** Keeps keys and invalidations apart from the root cache and from other namespaces (no spaces or braces). */
   namespace: string
+  /** Bytes this namespace may hold in Redis, all its keys together (see cache-bounds.ts); absent: bounded by TTLs only. */
+  redisMaxBytes?: number
 }
+
+/** The group an entry counts in (a route), and the most keys the group may hold in Redis. */
+export interface CacheGroup { name: string, maxEntries: number }
 
 export interface CacheHit<T> { value: T, version: number }
 
@@ -93,14 +100,21 @@ export class DistributedCache {
   private memoryVersion = 0
   private unsubscribe: (() => void) | undefined
   private unResubscribed: (() => void) | undefined
+  private readonly bounds: { keys: BoundedKeys, maxBytes: number } | undefined
+  private readonly groupIds = new Map<string, string>()
 
-  constructor (private readonly ctx: ClusterContext, o: CacheOptions & { namespace?: string } = {}) {
+  constructor (private readonly ctx: ClusterContext, o: CacheOptions & { namespace?: string, redisMaxBytes?: number } = {}) {
     this.local = new SizedLru(o.maxEntries ?? 1000, o.maxBytes ?? Infinity)
     this.localTtl = o.localTtl ?? 60_000
     this.timeout = o.timeout ?? Infinity
     this.decode = o.decode
     this.namespace = o.namespace === undefined ? '' : assertKeyPart('cache namespace', o.namespace)
     this.channel = o.namespace === undefined ? ctx.keys.cacheInvalidations : `${ctx.keys.cacheInvalidations}:${this.namespace}`
+    if (o.redisMaxBytes !== undefined) {
+      if (o.namespace === undefined) throw new TypeError('redisMaxBytes needs a namespace')
+      if (!(o.redisMaxBytes > 0)) throw new TypeError('redisMaxBytes must be a positive number')
+      this.bounds = { keys: boundedKeys(ctx.keys.name, this.namespace), maxBytes: o.redisMaxBytes }
+    }
   }
 
   /** A cache with its own namespace and bounds on this cache's connection; start() and close() it yourself. */
@@ -162,12 +176,15 @@ export class DistributedCache {
     return { value: (this.decode === undefined ? JSON.parse(r[1]) : this.decode(r[1])) as T, version }
   }
 
-  /** Store `value` (JSON) for `ttl` ms; resolves its version, or undefined when Redis could not store it. */
-  async set (key: string, value: unknown, ttl: number): Promise<number | undefined> {
+  /**
+   * Store `value` (JSON) for `ttl` ms; resolves its version, or undefined when Redis could not (or, past
+   * the namespace's bounds, would not) store it. `group` counts it against a group's maxEntries (bounded namespaces).
+   */
+  async set (key: string, value: unknown, ttl: number, group?: CacheGroup): Promise<number | undefined> {
     if (!(Number.isFinite(ttl) && ttl > 0)) throw new TypeError('ttl must be a positive number of ms')
     const json = JSON.stringify(value)
     if (json === undefined) throw new TypeError(`cache value of "${key}" is not JSON`)
-    const version = await this.write(key, json, ttl)
+    const version = await this.write(key, json, ttl, group)
     if (version === undefined) return undefined
     const localTtl = this.ctx.link.enabled ? Math.min(ttl, this.localTtl) : ttl
     this.remember(key, version, json, Date.now() + localTtl)
@@ -223,16 +240,36 @@ export class DistributedCache {
     }
   }
 
-  private async write (key: string, json: string, ttl: number): Promise<number | undefined> {
+  private async write (key: string, json: string, ttl: number, group?: CacheGroup): Promise<number | undefined> {
     if (!this.ctx.link.enabled) return ++this.memoryVersion
     try {
-      const call = this.ctx.link.call('cache set', (c) =>
-        writeScript(c, [this.entryKey(key)], [json, Math.ceil(ttl), this.channel, key]))
+      const b = this.bounds
+      const call = b === undefined
+        ? this.ctx.link.call('cache set', (c) => writeScript(c, [this.entryKey(key)], [json, Math.ceil(ttl), this.channel, key]))
+        : this.ctx.link.call('cache set', (c) => this.boundedWrite(c, b, key, json, ttl, group))
       const vs = await (this.timeout < this.ctx.link.timeout ? withDeadline(call, this.timeout, 'cache set') : call)
+      if (Array.isArray(vs)) {
+        const version = Number(vs[0])
+        if (Number(vs[1]) === 1 || json === '') return version
+        // refused (bigger than the namespace may hold): nodes were told to drop the old value; so does this one
+        this.remember(key, version, undefined, 0)
+        return undefined
+      }
       return Number(vs)
     } catch {
       return undefined
     }
+  }
+
+  private async boundedWrite (c: Parameters<typeof writeScript>[0], b: NonNullable<DistributedCache['bounds']>, key: string, json: string, ttl: number, group: CacheGroup | undefined): Promise<unknown> {
+    const hashed = this.hashed(key)
+    const name = group?.name ?? ''
+    let gid = this.groupIds.get(name)
+    if (gid === undefined) this.groupIds.set(name, gid = groupId(name))
+    const groupKey = json === '' ? b.keys.index : b.keys.group(gid)
+    return await boundedWriteScript(c, [b.keys.entry(hashed), b.keys.index, b.keys.sizes, b.keys.bytes, groupKey],
+      [json, Math.ceil(ttl), this.channel, key, hashed, gid, group?.maxEntries ?? Number.MAX_SAFE_INTEGER, b.maxBytes,
+        b.keys.entryPrefix, b.keys.groupPrefix, ENTRY_OVERHEAD])
   }
 
   /** Record `version` for `key`; a value is kept only if it is the newest known. */
@@ -276,9 +313,14 @@ export class DistributedCache {
   }
 
   private entryKey (key: string): string {
-    // a digest: no client string reaches a key name, and the `{tag}` keeps each entry in its own slot
+    // unbounded, the `{tag}` keeps each entry in its own slot; bounded, the namespace's tag holds them all
+    return this.bounds === undefined ? this.ctx.keys.cacheEntry(this.hashed(key)) : this.bounds.keys.entry(this.hashed(key))
+  }
+
+  /** A digest of the key: no client string reaches a key name. */
+  private hashed (key: string): string {
     const h = createHash('sha1')
     if (this.namespace !== '') h.update(this.namespace).update('\0')
-    return this.ctx.keys.cacheEntry(h.update(key).digest('base64url'))
+    return h.update(key).digest('base64url')
   }
 }

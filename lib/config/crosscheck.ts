@@ -1,4 +1,5 @@
 // Rules JSON Schema cannot express: references between sections, uniqueness, and values that must agree.
+import { tokenProblem } from '../admin-auth.js'
 import { joinPath, type ConfigIssue } from './config-error.js'
 import { formatDuration } from './duration.js'
 import type { GatewayConfig, GatewayConfigInput } from './schema.js'
@@ -21,6 +22,17 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
     const list = routesByUpstream.get(r.upstream)
     if (list === undefined) routesByUpstream.set(r.upstream, [r])
     else list.push(r)
+  }
+
+  // a token's problem is named without quoting it: config errors reach logs
+  for (const at of [['admin', 'token'], ['metrics', 'token']] as const) {
+    const token = cfg[at[0]].token
+    const problem = token === undefined ? undefined : tokenProblem(token)
+    if (problem !== undefined) add([...at], problem)
+    const listen = cfg[at[0]].listen
+    const port = listen === undefined ? 0 : Number(listen.slice(listen.lastIndexOf(':') + 1))
+    if (port > 65535) add([at[0], 'listen'], 'port must be 65535 or less')
+    if (port !== 0 && port === cfg.node.port) add([at[0], 'listen'], `is the traffic port (node.port ${port}): give it a port of its own, or leave it out to serve on the traffic port`)
   }
 
   cfg.notifications.forEach((n, i) => {
@@ -121,8 +133,9 @@ function checkRules (rules: Rules, at: Seg, raw: unknown, add: (p: Seg, m: strin
 /** Paths the gateway serves itself; a proxied route may not shadow them. */
 function reservedPaths (cfg: GatewayConfig): string[] {
   const out = ['/health', '/ready']
-  if (cfg.admin.token !== undefined) out.push(cfg.admin.prefix)
-  if (cfg.metrics.enabled) out.push(cfg.metrics.path)
+  // a listener of their own leaves the traffic port's paths free
+  if (cfg.admin.token !== undefined && cfg.admin.listen === undefined) out.push(cfg.admin.prefix)
+  if (cfg.metrics.enabled && cfg.metrics.listen === undefined) out.push(cfg.metrics.path)
   return out
 }
 

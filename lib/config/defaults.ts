@@ -57,6 +57,8 @@ export const DEFAULTS = {
   fallbackResponse: { status: 503 },
   admin: { prefix: '/gateway' },
   metrics: { path: '/metrics', enabled: true },
+  cache: { maxBytes: 64 * 1024 * 1024 },
+  routeCache: { maxEntries: 10_000, query: 'all' },
   proxy: { keepAliveTimeout: 4000 },
   drain: { delay: 0, timeout: 10_000 },
   notificationWebhook: { timeout: 5000, maxQueue: 1000 },

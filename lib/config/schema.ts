@@ -20,6 +20,8 @@ const HashOn = () => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:
 const Int = (min: number, description: string, max?: number) =>
   Type.Integer(max === undefined ? { minimum: min, description } : { minimum: min, maximum: max, description })
 const Percent = (description: string) => Type.Number({ minimum: 0, maximum: 100, description })
+// `host:port`, `[v6]:port`; port 0 takes any free port
+const Listen = (description: string) => Type.String({ pattern: '^(?:\\[[0-9A-Fa-f:.]+\\]|[^\\s:\\[\\]/]+):\\d{1,5}$', ...doc(description, 'host:port, e.g. 127.0.0.1:9901 or [::1]:9901') })
 const HostPort = Obj({ host: Type.String({ minLength: 1, description: 'Host name or IP' }), port: Int(1, 'TCP port', 65535) }, 'A host and port')
 
 // ---- node and cluster ----
@@ -213,7 +215,13 @@ const Route = Obj({
   hashOn: Type.Optional(HashOn()),
   rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
   failover: Derived(FailoverOverride),
-  cache: Type.Optional(Obj({ ttl: PositiveDuration('How long a GET answer is cached') }, 'Response cache; absent: off')),
+  cache: Type.Optional(Obj({
+    ttl: PositiveDuration('How long a GET answer is cached'),
+    maxEntries: Def(Int(1, 'Redis keys this route\'s cache may hold (each cached URL takes one for its Vary record and one per variant); the entries that expire first are evicted past it'), D.routeCache.maxEntries),
+    query: Def(Type.Union([StringEnum(['all', 'ignore'], 'all: every query parameter; ignore: none'),
+      Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true })],
+    doc('Query parameters that are part of the cache key (the upstream always gets the whole query)', 'all, ignore, or a list of parameter names')), D.routeCache.query),
+  }, 'Response cache; absent: off')),
   fallbackResponse: Type.Optional(Obj({
     status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
     body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],
@@ -267,12 +275,18 @@ export const GatewayConfigSchema = Obj({
   rateLimit: Def(RateLimit, {}),
   admin: Def(Obj({
     prefix: Def(Type.String({ pattern: '^/[^\\s?#*:]*[^/\\s?#*:]$', ...doc('Prefix of the admin routes', 'a path like /gateway (no trailing slash)') }), D.admin.prefix),
-    token: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token of the admin routes; absent: no admin routes' })),
+    token: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token of the admin routes: at least 16 characters, no whitespace around it; absent: no admin routes' })),
+    listen: Type.Optional(Listen('host:port of a listener of the admin routes alone (as Envoy\'s admin port); absent: the traffic port')),
   }, 'Admin routes'), {}),
   metrics: Def(Obj({
     path: Def(Type.String({ pattern: '^/[^\\s?#]*$', ...doc('Path of the Prometheus metrics', 'a path starting with /') }), M.path),
     enabled: Def(Type.Boolean({ description: 'Serve the metrics route' }), M.enabled),
+    token: Type.Optional(Type.String({ minLength: 1, description: 'Bearer token the metrics route asks for (as the admin token: at least 16 characters); absent: open to anyone who reaches it' })),
+    listen: Type.Optional(Listen('host:port of a listener of the metrics route alone; absent: the traffic port')),
   }, 'Prometheus metrics'), {}),
+  cache: Def(Obj({
+    maxBytes: Def(Int(1, 'Bytes the response cache may hold in Redis, all routes together (stored answers, their keys and index entries); the entries that expire first are evicted past it'), D.cache.maxBytes),
+  }, 'The response cache, gateway-wide'), {}),
   proxy: Def(Obj({
     timeouts: Def(ProxyTimeouts, {}),
     keepAliveTimeout: Def(PositiveDuration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
