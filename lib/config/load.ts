@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
 import { ConfigError } from './config-error.js'
-import { coerceScalars } from './coerce.js'
-import { substituteEnv, type Env, type PathSegments } from './env.js'
+import { coerceScalars, stringPaths } from './coerce.js'
+import { substituteEnv, type Env } from './env.js'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import { validateConfig } from './validate.js'
 
@@ -22,9 +22,9 @@ export function loadConfigFile (file: string, env: Env = process.env): GatewayCo
 /** The same, from YAML text; `source` names it in syntax errors. */
 export function parseConfigText (text: string, env: Env = process.env, source = '<config>'): GatewayConfig {
   const raw = parseYaml(text, source)
-  const whole: PathSegments[] = []
-  const data = substituteEnv(raw, env, whole)
-  coerceScalars(GatewayConfigSchema as unknown as Record<string, unknown>, data, whole)
+  const data = substituteEnv(raw, env)
+  // every string, not only whole `${VAR}` values: `port: "4180"` reads as `port: ${PORT:-4180}` does
+  coerceScalars(GatewayConfigSchema as unknown as Record<string, unknown>, data, stringPaths(data))
   applyEnvOverrides(data, env)
   return validateConfig(data)
 }
