@@ -12,16 +12,21 @@ Commands:
 
 Options:
   -c, --config <file>   the YAML config file
-  -h, --help            this text
+  -h, --help            this text (also: fastify-ha-gateway help)
 
 Environment: GATEWAY_PORT, GATEWAY_NODE_ID and REDIS_URL override node.port, node.id
 and cluster.redis; \${VAR} and \${VAR:-default} in the file read the environment.
 `
 
-/** Usage text; exit code 2. Asked-for help goes to stdout, a usage error to stderr. */
-function usage (message?: string): number {
-  if (message === undefined) process.stdout.write(USAGE)
-  else process.stderr.write(`fastify-ha-gateway: ${message}\n\n${USAGE}`)
+/** Asked-for help: usage on stdout, exit 0. */
+function help (): number {
+  process.stdout.write(USAGE)
+  return 0
+}
+
+/** A usage error: the message and usage on stderr, exit 2. */
+function usage (message: string): number {
+  process.stderr.write(`fastify-ha-gateway: ${message}\n\n${USAGE}`)
   return 2
 }
 
@@ -57,7 +62,8 @@ async function main (argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed
   const [command, ...extra] = positionals
-  if (values.help === true || command === undefined || command === 'help') return usage()
+  if (values.help === true || command === 'help') return help()
+  if (command === undefined) return usage('a command is required')
   if (command === 'options') {
     process.stdout.write(`${optionsTableMarkdown()}\n`)
     return 0

@@ -4,36 +4,45 @@ export interface GatewayErrorDef {
   readonly code: string
   readonly statusCode: number
   readonly message: string
+  /** When the gateway answers with it (the docs' error table is made from this). */
+  readonly when: string
 }
 
+/** Every code the gateway answers with, one row each: `errorsTableMarkdown()` prints them for the docs. */
 export const ERRORS = {
-  NO_HEALTHY_TARGET: { code: 'FHG_ERR_NO_HEALTHY_TARGET', statusCode: 503, message: 'No healthy target in upstream "%s"' },
-  UNKNOWN_UPSTREAM: { code: 'FHG_ERR_UNKNOWN_UPSTREAM', statusCode: 500, message: 'Route names unknown upstream "%s"' },
-  UPSTREAM_CONNECT: { code: 'FHG_ERR_UPSTREAM_CONNECT', statusCode: 502, message: 'Could not connect to upstream "%s"' },
-  UPSTREAM_RESET: { code: 'FHG_ERR_UPSTREAM_RESET', statusCode: 502, message: 'Upstream "%s" closed the connection' },
-  UPSTREAM_BAD_RESPONSE: { code: 'FHG_ERR_UPSTREAM_BAD_RESPONSE', statusCode: 502, message: 'Upstream "%s" failed' },
-  UPSTREAM_TIMEOUT: { code: 'FHG_ERR_UPSTREAM_TIMEOUT', statusCode: 504, message: 'Upstream "%s" timed out' },
-  UNAUTHORIZED: { code: 'FHG_ERR_UNAUTHORIZED', statusCode: 401, message: 'Missing or invalid admin token' },
-  AUTH_THROTTLED: { code: 'FHG_ERR_AUTH_THROTTLED', statusCode: 429, message: 'Too many failed authentications from this address: retry in %s' },
-  INVALID_CONFIG: { code: 'FHG_ERR_INVALID_CONFIG', statusCode: 400, message: 'Invalid gateway configuration: %s' },
-  TARGET_EXISTS: { code: 'FHG_ERR_TARGET_EXISTS', statusCode: 409, message: 'Target "%s" already exists' },
-  TARGET_NOT_FOUND: { code: 'FHG_ERR_TARGET_NOT_FOUND', statusCode: 404, message: 'Target "%s" not found' },
-  CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit' },
-  RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed' },
-  REDIS_UNAVAILABLE: { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503, message: 'Redis is unavailable: %s' },
-  PRECONDITION_REQUIRED: { code: 'FHG_ERR_PRECONDITION_REQUIRED', statusCode: 428, message: 'If-Match with the config version is required: %s' },
-  CONFIG_NOT_APPLIED: { code: 'FHG_ERR_CONFIG_NOT_APPLIED', statusCode: 500, message: 'Config version %s' },
-  CONFIG_CONFLICT: { code: 'FHG_ERR_CONFIG_CONFLICT', statusCode: 409, message: 'Stale config version: the store holds version %s' },
-  RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s' },
-  RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
-  RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s' },
-  NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s' },
-  BAD_REQUEST: { code: 'FHG_ERR_BAD_REQUEST', statusCode: 400, message: 'The request cannot be forwarded: %s' },
-  BAD_PATH: { code: 'FHG_ERR_BAD_PATH', statusCode: 400, message: 'Request path refused: %s' },
-  RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later' },
+  BAD_REQUEST: { code: 'FHG_ERR_BAD_REQUEST', statusCode: 400, message: '%s', when: 'the client caused the failure before a byte reached the upstream (it left mid-body, or sent a request the HTTP client refuses); no target is blamed and no retry is made' },
+  BAD_PATH: { code: 'FHG_ERR_BAD_PATH', statusCode: 400, message: 'Request path refused: %s', when: 'a request path a URL parser would read differently (backslash, encoded slash or backslash, dot segment, `#`, leading `//`), refused before routing' },
+  UNAUTHORIZED: { code: 'FHG_ERR_UNAUTHORIZED', statusCode: 401, message: 'Missing or invalid admin token', when: 'an admin route without `Authorization: Bearer <admin.token>` (or the metrics route without `metrics.token`)' },
+  INVALID_CONFIG: { code: 'FHG_ERR_INVALID_CONFIG', statusCode: 400, message: 'Invalid gateway configuration: %s', when: 'a config (file, plugin options, admin PUT) fails validation; at boot the process exits listing each bad key' },
+  TARGET_NOT_FOUND: { code: 'FHG_ERR_TARGET_NOT_FOUND', statusCode: 404, message: 'Target "%s" not found', when: 'a target change (admin API or code) names a target the upstream does not have' },
+  TARGET_EXISTS: { code: 'FHG_ERR_TARGET_EXISTS', statusCode: 409, message: 'Target "%s" already exists', when: 'a target change adds a target id the upstream already has' },
+  CONFIG_CONFLICT: { code: 'FHG_ERR_CONFIG_CONFLICT', statusCode: 409, message: 'Stale config version: the store holds version %s', when: 'a config PUT whose If-Match names a version older than the shared store\'s' },
+  PRECONDITION_REQUIRED: { code: 'FHG_ERR_PRECONDITION_REQUIRED', statusCode: 428, message: 'If-Match with the config version is required: %s', when: 'a config PUT without If-Match' },
+  AUTH_THROTTLED: { code: 'FHG_ERR_AUTH_THROTTLED', statusCode: 429, message: 'Too many failed authentications from this address: retry in %s', when: 'a client IP failed admin or metrics authentication more often than the throttle allows (Retry-After says when)' },
+  CONFIG_NOT_APPLIED: { code: 'FHG_ERR_CONFIG_NOT_APPLIED', statusCode: 500, message: 'Config version %s', when: 'a config PUT was valid but this node could not apply it; nothing was stored and the node runs the previous version in full' },
+  RATE_LIMITED: { code: 'FHG_ERR_RATE_LIMITED', statusCode: 429, message: 'Rate limit exceeded: retry in %s', when: 'a route\'s rate limit is spent for this key (Retry-After says when to come back)' },
+  UNKNOWN_UPSTREAM: { code: 'FHG_ERR_UNKNOWN_UPSTREAM', statusCode: 500, message: 'Route names unknown upstream "%s"', when: 'a code route names an upstream the gateway does not have' },
+  UPSTREAM_CONNECT: { code: 'FHG_ERR_UPSTREAM_CONNECT', statusCode: 502, message: 'Could not connect to upstream "%s"', when: 'the connection to the chosen target was refused or failed (after any retries)' },
+  UPSTREAM_RESET: { code: 'FHG_ERR_UPSTREAM_RESET', statusCode: 502, message: 'Upstream "%s" closed the connection', when: 'the target closed the connection before a whole answer' },
+  UPSTREAM_BAD_RESPONSE: { code: 'FHG_ERR_UPSTREAM_BAD_RESPONSE', statusCode: 502, message: 'Upstream "%s" failed', when: 'the try failed otherwise (bad HTTP from the target, body error)' },
+  RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed', when: 'failover retried and every try failed' },
+  NO_HEALTHY_TARGET: { code: 'FHG_ERR_NO_HEALTHY_TARGET', statusCode: 503, message: 'No healthy target in upstream "%s"', when: 'every target of the upstream is unhealthy, ejected or draining' },
+  CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit', when: 'the circuit breaker of every eligible target is open' },
+  REDIS_UNAVAILABLE: { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503, message: 'Redis is unavailable: %s', when: 'a cluster call (config PUT, shared state) needs Redis and Redis does not answer in time, or a config write reached too few replicas' },
+  RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms', when: 'the rate-limit store missed its deadline (logged and counted; the client gets what onStoreError says: allowed, the local limit, or FHG_ERR_RATE_LIMIT_UNAVAILABLE)' },
+  RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s', when: 'the rate-limit store answered with an error (handled as a missed deadline)' },
+  RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later', when: 'the rate-limit store fails and the rule\'s onStoreError is fail_closed' },
+  UPSTREAM_TIMEOUT: { code: 'FHG_ERR_UPSTREAM_TIMEOUT', statusCode: 504, message: 'Upstream "%s" timed out', when: 'the connect, headers or body timeout of the try (or failover.timeout) passed' },
+  NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s', when: 'a request with Cache-Control: only-if-cached has no stored answer' },
 } as const satisfies Record<string, GatewayErrorDef>
 
 export type GatewayErrorName = keyof typeof ERRORS
+
+/** The error table of the docs: code, status, when. */
+export function errorsTableMarkdown (): string {
+  const rows = Object.values(ERRORS).map((e: GatewayErrorDef) => `| \`${e.code}\` | ${e.statusCode} | ${e.when} |`)
+  return ['| code | status | when |', '| --- | --- | --- |', ...rows].join('\n')
+}
 
 /** An error with a stable code and the HTTP status the gateway answers it with. */
 export class GatewayError extends Error {

@@ -79,10 +79,17 @@ t.test('environment overrides reach the validated config', async (t) => {
   t.match(r.stderr, 'node.port: GATEWAY_PORT must be a port number')
 })
 
-t.test('usage: --help, unknown command, missing --config exit 2', async (t) => {
-  const help = await cli(['--help'])
-  t.equal(help.code, 2)
-  t.match(help.stdout, 'Usage: fastify-ha-gateway')
+t.test('usage: --help and help exit 0; no command, unknown command, missing --config exit 2', async (t) => {
+  for (const args of [['--help'], ['-h'], ['help'], ['validate', '--help']]) {
+    const help = await cli(args)
+    t.equal(help.code, 0, `${args.join(' ')} exits 0`)
+    t.match(help.stdout, 'Usage: fastify-ha-gateway')
+    t.equal(help.stderr, '')
+  }
+  const none = await cli([])
+  t.equal(none.code, 2)
+  t.match(none.stderr, 'a command is required')
+  t.match(none.stderr, 'Usage: fastify-ha-gateway')
   const unknown = await cli(['deploy', '--config', 'x.yaml'])
   t.equal(unknown.code, 2)
   t.match(unknown.stderr, 'unknown command "deploy"')

@@ -171,6 +171,21 @@ t.test('environment: defaults, escapes, typed values, CLI overrides', async (t) 
   expectIssue(t, issuesOf(() => parseConfigText(yaml, { PORT: '1', GATEWAY_PORT: 'x' })), 'node.port', 'GATEWAY_PORT')
 })
 
+t.test('a quoted number or boolean in the file reads as the ${VAR:-default} form does', async (t) => {
+  const quoted = 'node: { id: "4180", port: "4180" }\nadmin: { token: "1234" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "3" }], healthCheck: { active: { path: /h, interval: "1000" } } }\n'
+  const viaEnv = 'node: { id: "4180", port: "${P:-4180}" }\nadmin: { token: "1234" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "${W:-3}" }], healthCheck: { active: { path: /h, interval: "${I:-1000}" } } }\n'
+  const a = parseConfigText(quoted, {})
+  const b = parseConfigText(viaEnv, {})
+  t.equal(a.node.port, 4180, 'node.port: "4180" is the number 4180')
+  t.equal(a.upstreams.a.targets[0].weight, 3)
+  t.equal(a.node.id, '4180', 'a string field keeps its string')
+  t.equal(a.admin.token, '1234')
+  t.equal(a.upstreams.a.targets[0].id, '7')
+  t.same(a, b, 'the literal and the env form give the same config')
+  expectIssue(t, issuesOf(() => parseConfigText('node: { port: "41 80" }\n', {})), 'node.port', 'integer')
+  expectIssue(t, issuesOf(() => parseConfigText('node: { port: "0x10" }\n', {})), 'node.port', 'integer')
+})
+
 t.test('YAML syntax errors give file, line and column', async (t) => {
   const issues = issuesOf(() => parseConfigText('node:\n  port: 1\nroutes: [ { path: /a\n', {}, 'gw.yaml'))
   t.ok(issues.length > 0)

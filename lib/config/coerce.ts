@@ -1,4 +1,4 @@
-// After `port: ${PORT}` the value is the string "8080": give it the type the schema wants there.
+// After `port: ${PORT}` the value is the string "8080", as is a quoted `port: "8080"`: give it the type the schema wants there.
 import type { PathSegments } from './env.js'
 
 type AnySchema = Record<string, unknown>
@@ -45,4 +45,12 @@ export function coerceScalars (root: AnySchema, data: unknown, paths: readonly P
     if (types.has('boolean') && (value === 'true' || value === 'false')) holder[key] = value === 'true'
     else if ((types.has('integer') || types.has('number')) && /^-?\d+(?:\.\d+)?$/.test(value)) holder[key] = Number(value)
   }
+}
+
+/** The path of every string value in `data` (the YAML's scalars a loader may coerce). */
+export function stringPaths (data: unknown, path: PathSegments = [], out: PathSegments[] = []): PathSegments[] {
+  if (typeof data === 'string') out.push(path)
+  else if (Array.isArray(data)) data.forEach((x, i) => stringPaths(x, [...path, i], out))
+  else if (data !== null && typeof data === 'object') for (const [k, x] of Object.entries(data)) stringPaths(x, [...path, k], out)
+  return out
 }

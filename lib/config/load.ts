@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs'
 import YAML from 'yaml'
 import { ConfigError } from './config-error.js'
-import { coerceScalars } from './coerce.js'
+import { coerceScalars, stringPaths } from './coerce.js'
 import { inputGuardIssues } from './input-guard.js'
-import { substituteEnv, type Env, type PathSegments } from './env.js'
+import { substituteEnv, type Env } from './env.js'
 import { GatewayConfigSchema, type GatewayConfig } from './schema.js'
 import { validateConfig } from './validate.js'
 
@@ -26,9 +26,9 @@ export function parseConfigText (text: string, env: Env = process.env, source = 
   // before the environment is substituted: copying a `__proto__` key would set a prototype (hidden config)
   const unsafe = inputGuardIssues(raw)
   if (unsafe.length > 0) throw new ConfigError(unsafe)
-  const whole: PathSegments[] = []
-  const data = substituteEnv(raw, env, whole)
-  coerceScalars(GatewayConfigSchema as unknown as Record<string, unknown>, data, whole)
+  const data = substituteEnv(raw, env)
+  // every string, not only whole `${VAR}` values: `port: "4180"` reads as `port: ${PORT:-4180}` does
+  coerceScalars(GatewayConfigSchema as unknown as Record<string, unknown>, data, stringPaths(data))
   applyEnvOverrides(data, env)
   return validateConfig(data)
 }

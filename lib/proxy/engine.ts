@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { PickContext } from '../balancers/types.js'
-import { GatewayError } from '../errors.js'
+import { GatewayError, httpReason } from '../errors.js'
 import { breakerOutcome, REFUSED, type Notifications } from '../failover/index.js'
 import type { FailoverMetrics } from '../metrics/failover-metrics.js'
 import type { TrustFn } from '../trust-proxy.js'
@@ -316,9 +316,10 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       st.responding = undefined
       attempt.ended = true
       this.onEnd(attempt)
-      const status = (err as { statusCode?: number }).statusCode ?? 500
+      const e = new GatewayError('BAD_REQUEST', (err as Error).message)
+      const status = (err as { statusCode?: number }).statusCode ?? e.statusCode
       reply.code(status)
-      reply.send({ statusCode: status, code: 'FHG_ERR_BAD_REQUEST', error: 'Bad Request', message: (err as Error).message })
+      reply.send({ ...e.toJSON(), statusCode: status, error: httpReason(status) })
       return
     }
     if (st.responding === attempt) st.responding = undefined

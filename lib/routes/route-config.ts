@@ -21,14 +21,19 @@ export const kMatchedRoute = Symbol.for('fastify-ha-gateway.matchedRoute')
 /** What a catch-all request whose path matches no route resolves to: no upstream, no limits (answered 404). */
 export const NO_ROUTE: object = Object.freeze({})
 
-export interface RequestLike {
-  routeOptions: { config: object, url?: string }
-  method?: string
-  url?: string
+export interface RequestLike<C extends object = object> {
+  routeOptions: { config: C, url?: string | undefined }
+  method?: string | undefined
+  url?: string | undefined
 }
 
-export function routeConfigOf (request: RequestLike): object {
-  const r = request as RequestLike & { [kMatchedRoute]?: object | null }
+/**
+ * The request's route config, typed as the request's own: on a Fastify request that is
+ * FastifyContextConfig, which the suite's plugins extend (`upstream`, `strategy`, `rateLimit`, ...);
+ * a config-file route's table entry holds those same keys.
+ */
+export function routeConfigOf<C extends object> (request: RequestLike<C>): C {
+  const r = request as RequestLike<C> & { [kMatchedRoute]?: C | null }
   const m = r[kMatchedRoute]
   if (m != null) return m // resolved earlier in this request: no routeOptions object built again
   const config = request.routeOptions.config
@@ -37,7 +42,7 @@ export function routeConfigOf (request: RequestLike): object {
     if (m === null) r[kMatchedRoute] = config // the gateway decorated requests with the slot: keep it
     return config
   }
-  const matched = ref.current.match(request.method ?? 'GET', request.url ?? '/') ?? NO_ROUTE
+  const matched = (ref.current.match(request.method ?? 'GET', request.url ?? '/') ?? NO_ROUTE) as C
   r[kMatchedRoute] = matched // a table match is always kept: every plugin must see the same entry
   return matched
 }

@@ -1,0 +1,98 @@
+// `npm run example:cluster`: Redis, the demo upstreams and three CLI nodes that see each other; SIGINT stops them all.
+import t from 'tap'
+import { spawn, execFileSync } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { freePort } from './helpers/redis.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+/** Every descendant pid of `pid` (Linux: ps --ppid). */
+function descendants (pid: number): number[] {
+  let out = ''
+  try { out = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }) } catch { return [] }
+  const kids = out.split('\n').map((s) => Number(s.trim())).filter((n) => n > 0)
+  return kids.flatMap((k) => [k, ...descendants(k)])
+}
+
+function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+/** Three consecutive free ports (the nodes are on base, base+1, base+2). */
+async function freeBase (): Promise<number> {
+  const { createServer } = await import('node:net')
+  for (;;) {
+    const base = await freePort()
+    if (base > 65_000) continue
+    const ok = await Promise.all([1, 2].map(async (d) => await new Promise<boolean>((resolve) => {
+      const s = createServer().once('error', () => resolve(false)).listen(base + d, '127.0.0.1', () => s.close(() => resolve(true)))
+    })))
+    if (ok.every(Boolean)) return base
+  }
+}
+
+async function until<T> (what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    try { const v = await fn(); if (v !== undefined) return v } catch {}
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(250)
+  }
+}
+
+t.test('example:cluster: three nodes answer and see each other in {admin}/cluster; SIGINT stops every child', async (t) => {
+  // the example config with free ports for the demo upstreams (3001... may be taken here)
+  let yaml = readFileSync(join(root, 'example-app', 'gateway.yaml'), 'utf8')
+  for (const port of new Set(yaml.match(/127\.0\.0\.1:30\d\d/g))) yaml = yaml.replaceAll(port, `127.0.0.1:${await freePort()}`)
+  const dir = mkdtempSync(join(tmpdir(), 'fhg-example-cluster-'))
+  const config = join(dir, 'gateway.yaml')
+  writeFileSync(config, yaml)
+  const base = await freeBase()
+
+  const script = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts['example:cluster'] as string
+  t.equal(script, 'node --import tsx example-app/cluster.ts', 'the npm script runs this file (its pid is the one we signal)')
+  const child = spawn(process.execPath, ['--import', 'tsx', 'example-app/cluster.ts'], {
+    cwd: root, env: { ...process.env, GATEWAY_CONFIG: config, CLUSTER_BASE_PORT: String(base), REDIS_URL: '' }, stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { out += d.toString() })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+
+  await until('the "cluster up" banner', 150_000, async () => out.includes('Ctrl-C stops everything') ? true : undefined)
+  const urls = [0, 1, 2].map((i) => `http://127.0.0.1:${base + i}`)
+  for (const u of urls) t.match(out, u, `the banner prints ${u}`)
+  t.match(out, /metrics: .*\/metrics/)
+  t.match(out, /redis on redis:\/\/127\.0\.0\.1:\d+/)
+
+  for (const u of urls) {
+    const view = await until(`${u} to list three ready nodes`, 60_000, async () => {
+      const r = await fetch(`${u}/gateway/cluster`, { headers: { authorization: 'Bearer demo-token' } })
+      const body = await r.json() as { redis: string, nodes: Array<{ id: string, status: string }> }
+      return body.nodes.filter((n) => n.status === 'ready').length === 3 ? body : undefined
+    })
+    t.equal(view.redis, 'up')
+    t.same(view.nodes.map((n) => n.id).sort(), ['node-1', 'node-2', 'node-3'], `${u} sees the three nodes`)
+    // health checks mark the demo targets healthy within a few probes
+    const proxied = await until(`${u} to proxy /users/7`, 60_000, async () => {
+      const r = await fetch(`${u}/users/7`)
+      return r.status === 200 ? await r.json() : undefined
+    })
+    t.match(proxied, { id: /^users-/ }, `${u} proxies to the demo upstreams`)
+  }
+
+  const kids = descendants(child.pid!)
+  t.ok(kids.length >= 1 + 5 + 3, `redis, 5 demo upstreams and 3 nodes run under it (${kids.length} processes)`)
+  const exited = once(child, 'exit')
+  child.kill('SIGINT')
+  const [code] = await exited
+  t.equal(code, 0, 'Ctrl-C: exit 0')
+  await until('every child to be gone', 30_000, async () => kids.every((p) => !alive(p)) ? true : undefined)
+  t.same(kids.filter(alive), [], 'no process left behind')
+  t.match(out, 'stopped')
+})
