@@ -14,6 +14,7 @@ import discovery from './discovery.js'
 import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
+import { addAccessLog, nodeLog, type NodeLog } from './node-log.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
@@ -112,6 +113,10 @@ export interface StartedNode {
 }
 
 export interface StartNodeOptions {
+  /**
+   * true: the config's `log` (level, access lines, destination: what the CLI runs); false (default): no log;
+   * an object: Fastify's logger options (Fastify's own request logging, no access lines).
+   */
   logger?: FastifyServerOptions['logger']
   /** Install SIGTERM/SIGINT handlers that drain and exit 0 (the CLI does). Default false. */
   handleSignals?: boolean
@@ -119,19 +124,29 @@ export interface StartNodeOptions {
 
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
+  const log = opts.logger === true ? nodeLog(config.log) : undefined
   const app = Fastify({
-    logger: opts.logger ?? false,
+    ...(log !== undefined ? log.fastifyOptions : { logger: opts.logger ?? false }),
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
     forceCloseConnections: 'idle',
     // We drain ourselves (not-ready, drain.delay, then close): a request read while the listener
     // closes is still served rather than answered 503.
     return503OnClosing: false,
   })
-  await app.register(gateway, { config })
-  const address = await app.listen({ host: config.node.host, port: config.node.port })
+  // before the gateway's routes: every route, the 404 handler included, ends with an access line
+  if (log !== undefined && config.log.requests === 'access') addAccessLog(app, log.destination)
+  let address: string
+  try {
+    await app.register(gateway, { config })
+    address = await app.listen({ host: config.node.host, port: config.node.port })
+  } catch (err) {
+    log?.destination.close()
+    throw err
+  }
+  log?.destination.flush() // the "listening" line now, not with the next full buffer
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
-    closing ??= drainAndClose(app, config)
+    closing ??= drainAndClose(app, config, log)
     await closing
   }
   if (opts.handleSignals === true) {
@@ -144,11 +159,13 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     }
     process.once('SIGTERM', onSignal)
     process.once('SIGINT', onSignal)
+    // log rotation: logrotate moves the file, SIGHUP makes the node write to a new one
+    if (log !== undefined && config.log.destination !== 'stdout') process.on('SIGHUP', () => { log.destination.reopen() })
   }
   return { app, address, config, close }
 }
 
-async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Promise<void> {
+async function drainAndClose (app: FastifyInstance, config: GatewayConfig, log: NodeLog | undefined): Promise<void> {
   // 1-2. Turn not-ready and keep serving for drain.delay, so load balancers in front move away.
   // This must happen before app.close(): Fastify refuses new requests as soon as close() starts.
   app.gatewayHealth.startDrain()
@@ -167,6 +184,7 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   })
   await Promise.race([app.close(), bounded])
   clearTimeout(timer)
+  log?.destination.close() // every buffered line written before the process exits
 }
 
 export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`

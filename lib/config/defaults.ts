@@ -59,6 +59,7 @@ export const DEFAULTS = {
   metrics: { path: '/metrics', enabled: true },
   proxy: { keepAliveTimeout: 4000 },
   drain: { delay: 0, timeout: 10_000 },
+  log: { level: 'info', requests: 'access', destination: 'stdout' },
   notificationWebhook: { timeout: 5000, maxQueue: 1000 },
 } as const
 
