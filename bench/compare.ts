@@ -9,7 +9,7 @@
 // Env (or --key=value flags, e.g. --rounds=3): BENCH_ROUNDS (5), BENCH_DURATION (s, 5), BENCH_CONNECTIONS (64),
 //   BENCH_WARMUP (s per setup, 3), BENCH_RATE_SECONDS (s per setup at half rate, 5; 0: skip),
 //   BENCH_SETUPS (comma list, default reply-from,http-proxy,cli,cli-off,startnode; also cli-file: access log to a
-//   file), BENCH_PIN (auto: pin when the machine has >= 6 cores; 1: always; 0: never), BENCH_WORKERS (autocannon
+//   file), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
 //   worker threads; default 2 when pinned, else 0), BENCH_CLI (tsx: bin/*.ts through tsx, default; dist: the built
 //   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url'
 import { load } from './lib/load.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
 import { fmt, median, table } from './lib/report.js'
-import { killAll, pin, startChild, type BenchChild } from './lib/servers.js'
+import { CAN_PIN, killAll, pin, startChild, type BenchChild } from './lib/servers.js'
 import { gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
 
@@ -36,7 +36,7 @@ const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const WARMUP = Number(env.BENCH_WARMUP ?? 3)
 const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? 5)
 const CORES = os.cpus().length
-const PIN = env.BENCH_PIN === '1' || (env.BENCH_PIN !== '0' && CORES >= 6)
+const PIN = env.BENCH_PIN !== '0' && CORES >= 6 && CAN_PIN // each server on its own core needs cores to spare
 const WORKERS = Number(env.BENCH_WORKERS ?? (PIN ? 2 : 0))
 const CLI_MODE = env.BENCH_CLI === 'dist' ? 'dist' : 'tsx'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -146,7 +146,7 @@ async function main (): Promise<void> {
   say()
   say(`node ${process.version}, ${CORES} CPUs (${os.cpus()[0]?.model ?? '?'}), autocannon ${acVersion}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   say(`${ROUNDS} rounds x ${DURATION} s, ${CONNECTIONS} connections, warm-up ${WARMUP} s per setup, autocannon workers ${WORKERS}; ` +
-    `CLI from ${CLI_MODE === 'dist' ? 'dist/ (built)' : 'bin/*.ts through tsx'}; pinning ${PIN ? 'on' : `off (${CORES} cores; BENCH_PIN=1 forces it)`}`)
+    `CLI from ${CLI_MODE === 'dist' ? 'dist/ (built)' : 'bin/*.ts through tsx'}; pinning ${PIN ? 'on' : `off (${CORES} cores)`}`)
   const dir = mkdtempSync(join(os.tmpdir(), 'fhg-compare-'))
   const upChildren = [await startChild('upstream-1', 'upstream'), await startChild('upstream-2', 'upstream')]
   const upstreams = upChildren.map((u) => u.url)
