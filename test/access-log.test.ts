@@ -140,7 +140,7 @@ t.test('destination: a file gets every line, flushed by the SIGTERM drain', asyn
   t.teardown(async () => { await node.kill() })
   const n = 12
   for (let i = 0; i < n; i++) await send(node.address, `/api/f${i}`)
-  // at once, within the periodic flush: lines of a few hundred bytes stay in the 4 KiB buffer until the drain writes them
+  // at once, within the periodic flush: lines of a few hundred bytes stay in the 64 KiB buffer until the drain writes them
   node.child.kill('SIGTERM')
   t.same(await node.exit, { code: 0, signal: null }, 'exit 0')
   const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '')
