@@ -190,11 +190,6 @@ async function child (role: Role, a: ChildArgs): Promise<void> {
 
 // ---------------------------------------------------------------- the parent
 
-/** BENCH_TWIN_ENV=K=V,...: extra environment of the gateway-twin process (to compare a code path switched by env). */
-function twinEnv (): Record<string, string> {
-  return Object.fromEntries((env.BENCH_TWIN_ENV ?? '').split(',').filter((x) => x.includes('=')).map((x) => x.split('=', 2) as [string, string]))
-}
-
 const mine = new Set<ChildProcess>()
 function killMine (): void { for (const p of mine) p.kill('SIGKILL') }
 
@@ -203,7 +198,7 @@ async function startRole (role: Role, a: ChildArgs): Promise<BenchChild> {
     // every setup with the flag the CLI sets (lib/v8-tuning.ts), so the comparison is of the code, not of V8 tuning
     execArgv: ['--expose-gc', '--no-allocation-site-pretenuring', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, NODE_ENV: 'production', ...(role === 'gateway-twin' ? twinEnv() : {}) },
+    env: { ...process.env, NODE_ENV: 'production' },
   })
   mine.add(proc)
   proc.once('exit', () => mine.delete(proc))

@@ -14,8 +14,9 @@ Options:
   -c, --config <file>   the YAML config file
   -h, --help            this text (also: fastify-ha-gateway help)
 
-Environment: GATEWAY_PORT, GATEWAY_NODE_ID and REDIS_URL override node.port, node.id
-and cluster.redis; \${VAR} and \${VAR:-default} in the file read the environment.
+Environment: GATEWAY_PORT, GATEWAY_NODE_ID, REDIS_URL and GATEWAY_LOG_LEVEL override
+node.port, node.id, cluster.redis and log.level; \${VAR} and \${VAR:-default} in the file
+read the environment.
 `
 
 /** Asked-for help: usage on stdout, exit 0. */

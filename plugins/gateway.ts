@@ -16,6 +16,7 @@ import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
 import monitor from './monitor.js'
+import { addAccessLog, nodeLog, type NodeLog } from './node-log.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
@@ -129,6 +130,10 @@ export interface StartedNode {
 }
 
 export interface StartNodeOptions {
+  /**
+   * true: the config's `log` (level, access lines, destination: what the CLI runs); false (default): no log;
+   * an object: Fastify's logger options (Fastify's own request logging, no access lines).
+   */
   logger?: FastifyServerOptions['logger']
   /** Install SIGTERM/SIGINT handlers that drain and exit 0 (the CLI does). Default false. */
   handleSignals?: boolean
@@ -136,8 +141,9 @@ export interface StartNodeOptions {
 
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
+  const log = opts.logger === true ? nodeLog(config.log) : undefined
   const app = Fastify({
-    logger: redactingLogger(opts.logger ?? false),
+    ...(log !== undefined ? log.fastifyOptions : { logger: redactingLogger(opts.logger ?? false) }),
     // request.ip / hostname / protocol read forwarding headers from the same peers the proxy trusts
     trustProxy: config.node.trustProxy as boolean, // Fastify takes a hop count too; its types leave it out
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
@@ -146,17 +152,21 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     // closes is still served rather than answered 503.
     return503OnClosing: false,
   })
-  await app.register(gateway, { config })
+  // before the gateway's routes: every route, the 404 handler included, ends with an access line
+  if (log !== undefined && config.log.requests === 'access') addAccessLog(app, log.destination)
   let address: string
   try {
+    await app.register(gateway, { config })
     address = await app.listen({ host: config.node.host, port: config.node.port })
   } catch (err) {
     await app.close().catch(() => {}) // a failed boot (a taken port) leaves no timer or listener behind
+    log?.destination.close()
     throw err
   }
+  log?.destination.flush() // the "listening" line now, not with the next full buffer
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
-    closing ??= drainAndClose(app, config)
+    closing ??= drainAndClose(app, config, log)
     await closing
   }
   if (opts.handleSignals === true) {
@@ -169,11 +179,13 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     }
     process.once('SIGTERM', onSignal)
     process.once('SIGINT', onSignal)
+    // log rotation: logrotate moves the file, SIGHUP makes the node write to a new one
+    if (log !== undefined && config.log.destination !== 'stdout') process.on('SIGHUP', () => { log.destination.reopen() })
   }
   return { app, address, config, close }
 }
 
-async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Promise<void> {
+async function drainAndClose (app: FastifyInstance, config: GatewayConfig, log: NodeLog | undefined): Promise<void> {
   // 1-2. Turn not-ready and keep serving for drain.delay, so load balancers in front move away.
   // This must happen before app.close(): Fastify refuses new requests as soon as close() starts.
   app.gatewayHealth.startDrain()
@@ -192,6 +204,7 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   })
   await Promise.race([app.close(), bounded])
   clearTimeout(timer)
+  log?.destination.close() // every buffered line written before the process exits
 }
 
 /** Logger options whose `err` serializer hides URL credentials (a Redis URL in an error never reaches the log). */

@@ -38,6 +38,7 @@ upstreams:
 routes:
   - { path: /api, upstream: api }
 drain: { delay: ${DRAIN_DELAY}ms, timeout: 10s }
+log: { level: debug } # Fastify's 'incoming request' line per request: what the gateway accepted
 `)
   const node = await start(file)
   t.teardown(() => { if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL') })

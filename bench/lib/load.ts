@@ -22,6 +22,8 @@ export interface LoadOptions {
   duration?: number
   /** Total requests to send, spread over the connections. */
   amount?: number
+  /** autocannon worker threads (0: none, the load runs on this thread). */
+  workers?: number
 }
 
 export interface RunResult {
@@ -47,6 +49,7 @@ export async function load (o: LoadOptions): Promise<AutocannonResult> {
   const opts: Record<string, unknown> = { url: o.url, connections: o.connections, pipelining: 1, timeout: 10 }
   if (o.amount !== undefined) opts.amount = o.amount
   else opts.duration = o.duration
+  if (o.workers !== undefined && o.workers > 0) opts.workers = o.workers
   return await autocannon(opts)
 }
 

@@ -8,7 +8,7 @@ import httpProxy from '@fastify/http-proxy'
 import loadBalancer, { passThroughBodies } from '../../plugins/load-balancer.js'
 import metrics from '../../plugins/metrics.js'
 
-export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy'
+export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy' | 'access-ab'
 export interface Started { port: number, info: string }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
@@ -21,6 +21,7 @@ export async function startSetup (role: SetupRole, upstreams: string[]): Promise
     case 'gateway': return await gateway(upstreams)
     case 'reply-from': return await bareReplyFrom(upstreams)
     case 'http-proxy': return await listen(await httpProxyApp(upstreams[0]), '@fastify/http-proxy, one upstream')
+    case 'access-ab': return await accessLogAB(upstreams)
     default: throw new Error(`unknown role ${String(role)}`)
   }
 }
@@ -69,6 +70,28 @@ async function gateway (upstreams: string[]): Promise<Started> {
     }
   })
   return await listen(app, `plugins/metrics.ts + plugins/load-balancer.ts directly (${why})`)
+}
+
+/**
+ * One gateway node with the CLI's log (pino on the buffered destination, here /dev/null) serving /on/* and /off/*
+ * (the same upstream, routes declared in code): only /on/* has the access-log hook (bench/access-log-ab.ts).
+ */
+async function accessLogAB (upstreams: string[]): Promise<Started> {
+  const cfg = await import(CONFIG_TS.href) as typeof import('../../lib/config/index.js')
+  const { gateway } = await import(GATEWAY_TS.href) as typeof import('../../plugins/gateway.js')
+  const { nodeLog, addAccessLog } = await import('../../plugins/node-log.js')
+  const config = cfg.validateConfig({ ...gatewayConfig(upstreams, 0), routes: [], log: { destination: '/dev/null' } })
+  const log = nodeLog(config.log)
+  const app = Fastify({ ...log.fastifyOptions })
+  await app.register(gateway, { config })
+  for (const on of [true, false]) {
+    await app.register(async (scope) => {
+      passThroughBodies(scope)
+      if (on) addAccessLog(scope, log.destination)
+      scope.route({ method: [...METHODS], url: `/${on ? 'on' : 'off'}/*`, exposeHeadRoute: false, config: { upstream: 'u' }, handler: (_req, reply) => reply.proxy() })
+    })
+  }
+  return await listen(app, 'startNode\'s log: /on/* with the access log, /off/* without')
 }
 
 /** Bare reply-from as PEERS.md ran it: no `base`, round robin in getUpstream, retries off. */

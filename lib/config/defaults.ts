@@ -61,6 +61,7 @@ export const DEFAULTS = {
   routeCache: { maxEntries: 10_000, query: 'all' },
   proxy: { keepAliveTimeout: 4000 },
   drain: { delay: 0, timeout: 10_000 },
+  log: { level: 'info', requests: 'access', destination: 'stdout' },
   notificationWebhook: { timeout: 5000, maxQueue: 1000 },
   alerts: { interval: 10_000 },
   alertRule: { for: 0, window: '1m', severity: 'warning', cooldown: 300_000 },

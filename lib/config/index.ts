@@ -8,13 +8,13 @@ export { validateConfig, validateConfigAsync, turn, configIssues, isNormalizedCo
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
 export { statusIn, statusRange } from './normalize.js'
 export {
-  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, HTTP_METHODS,
+  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, HTTP_METHODS, LOG_LEVELS,
   type GatewayConfig, type GatewayConfigInput, type UpstreamConfigInput, type TargetConfigInput, type RouteConfigInput,
   type NodeConfig, type ClusterConfig, type RedisConfig, type UpstreamConfig, type TargetConfig,
   type HealthCheckConfig, type ActiveHealthCheckConfig, type PassiveHealthCheckConfig, type RecoveryConfig,
   type FailoverConfig, type RetryOn, type CircuitBreakerConfig, type TimeoutsConfig, type RouteConfig,
   type RateLimitRuleConfig, type RateLimitConfig, type AdminConfig, type MetricsConfig, type ProxyConfig,
-  type DrainConfig, type StatusRange,
+  type DrainConfig, type LogConfig, type StatusRange,
 } from './schema.js'
 export { STRATEGIES, type Strategy } from '../balancers/types.js'
 export { optionsTableMarkdown } from './options-table.js'

@@ -33,7 +33,7 @@ export function parseConfigText (text: string, env: Env = process.env, source = 
   return validateConfig(data)
 }
 
-/** `GATEWAY_PORT`, `GATEWAY_NODE_ID` and `REDIS_URL` win over the file (set and non-empty). */
+/** `GATEWAY_PORT`, `GATEWAY_NODE_ID`, `REDIS_URL` and `GATEWAY_LOG_LEVEL` win over the file (set and non-empty). */
 export function applyEnvOverrides (data: unknown, env: Env): void {
   if (data === null || typeof data !== 'object' || Array.isArray(data)) return
   const root = data as Record<string, unknown>
@@ -42,7 +42,7 @@ export function applyEnvOverrides (data: unknown, env: Env): void {
     const s = root[key]
     return s !== null && typeof s === 'object' && !Array.isArray(s) ? s as Record<string, unknown> : undefined
   }
-  const { GATEWAY_PORT: port, GATEWAY_NODE_ID: id, REDIS_URL: redis } = env
+  const { GATEWAY_PORT: port, GATEWAY_NODE_ID: id, REDIS_URL: redis, GATEWAY_LOG_LEVEL: level } = env
   if (port !== undefined && port !== '') {
     if (!/^\d+$/.test(port)) throw new ConfigError([{ path: 'node.port', message: `GATEWAY_PORT must be a port number, got ${JSON.stringify(port)}` }])
     const node = section('node')
@@ -50,6 +50,8 @@ export function applyEnvOverrides (data: unknown, env: Env): void {
   }
   if (id !== undefined && id !== '') { const node = section('node'); if (node !== undefined) node.id = id }
   if (redis !== undefined && redis !== '') { const cluster = section('cluster'); if (cluster !== undefined) cluster.redis = redis }
+  // validated with the file: a bad level fails boot naming log.level
+  if (level !== undefined && level !== '') { const log = section('log'); if (log !== undefined) log.level = level }
 }
 
 // `${VAR}` is not valid YAML inside a flow mapping ({ token: ${X} }): hide each reference behind a

@@ -13,6 +13,7 @@ export const RATE_LIMIT_ALGORITHMS = ['fixed_window', 'sliding_window', 'token_b
 export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
 export const RETRY_CONDITIONS = ['connect_failure', 'reset', 'timeout'] as const
 export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 const Strategy = (d: string) => StringEnum(STRATEGIES, d)
 const HashOn = () => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
@@ -305,6 +306,11 @@ export const GatewayConfigSchema = Obj({
     delay: Def(Duration('On shutdown, time between turning not-ready and closing the listener'), D.drain.delay),
     timeout: Def(Duration('On shutdown, longest wait for requests in flight'), D.drain.timeout),
   }, 'Graceful shutdown'), {}),
+  log: Def(Obj({
+    level: Def(StringEnum(LOG_LEVELS, 'Level of the node\'s own log (GATEWAY_LOG_LEVEL overrides it)'), D.log.level),
+    requests: Def(StringEnum(['access', 'off'], 'access: one JSON line per request, written when its response ends; off: none'), D.log.requests),
+    destination: Def(Type.String({ minLength: 1, ...doc('Where both logs go, buffered (flushed every second, on exit and after a drain): stdout, or a file (appended to; reopened on SIGHUP)', 'stdout or a file path') }), D.log.destination),
+  }, 'The log of a node started by the CLI (or startNode with logger: true)'), {}),
 }, 'fastify-ha-gateway configuration')
 
 /** What a user writes: the YAML file or the plugin options. */
@@ -335,4 +341,5 @@ export type MetricsConfig = GatewayConfig['metrics']
 export type ProxyConfig = GatewayConfig['proxy']
 export type DrainConfig = GatewayConfig['drain']
 export type AlertsConfig = GatewayConfig['alerts']
+export type LogConfig = GatewayConfig['log']
 export type { StatusRange }

@@ -28,7 +28,6 @@ type Stated = { [kProxy]?: ProxyState | null }
 type FromRequest = ProxyRequest & Stated & { headers: Record<string, string | string[] | undefined> }
 type FromReply = ProxyReply & { request: FromRequest }
 type UpstreamResponse = { stream: NodeJS.ReadableStream & UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> } }
-const WHOLE = process.env.FHG_BENCH_STREAM_ALL !== '1' // measuring only (bench): stream every body, as before
 
 export interface ProxyEngineDeps {
   upstreams: UpstreamRegistry
@@ -186,7 +185,7 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     if (st == null || a === undefined || a.verdict === PASS) {
       if (st != null) st.responding = undefined
       const body = res.stream
-      if (WHOLE && takeWhole(body, reply)) {
+      if (takeWhole(body, reply)) {
         body.bytes!().then((u8) => {
           bodyRead(body)
           if (!reply.sent && !reply.raw.destroyed) reply.send(Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength))

@@ -1,6 +1,7 @@
 // Gateway nodes as real CLI processes (`fastify-ha-gateway start --config file`), for the end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
@@ -34,6 +35,8 @@ export interface StartCliNodeOptions {
   timeout?: number
   /** Print the last log lines when the node dies of anything but SIGKILL/SIGTERM or exit 0. Default true. */
   reportCrash?: boolean
+  /** The node logs to this file (config log.destination), not stdout: the listening line is looked for there. */
+  logFile?: string
 }
 
 const live = new Set<ChildProcess>()
@@ -59,10 +62,20 @@ export async function startCliNode (file: string, opts: StartCliNodeOptions = {}
   const timeout = opts.timeout ?? 45_000
   const address = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { reject(new Error(`${id}: no "Server listening at" within ${timeout} ms\n${log.join('\n')}\n${stderr}`)) }, timeout)
-    lines.on('line', (line) => {
+    const found = (line: string): boolean => {
       const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
       if (m !== null) { clearTimeout(timer); resolve(m[1]) }
-    })
+      return m !== null
+    }
+    lines.on('line', found)
+    const file = opts.logFile
+    if (file !== undefined) {
+      const poll = setInterval(() => {
+        let text = ''
+        try { text = readFileSync(file, 'utf8') } catch {}
+        if (text.split('\n').some(found) || child.exitCode !== null || child.signalCode !== null) clearInterval(poll)
+      }, 50)
+    }
     void exit.then(({ code, signal }) => { clearTimeout(timer); reject(new Error(`${id}: exited (${code ?? signal}) before listening\n${log.join('\n')}\n${stderr}`)) })
   }).catch((err: unknown) => {
     child.kill('SIGKILL')

@@ -1,0 +1,239 @@
+// Every proxy setup side by side, as users run them (issue 13): bare Fastify + @fastify/reply-from (the base),
+// @fastify/http-proxy, the gateway started by the CLI with its default config (access log on, written to stdout
+// which is /dev/null here: the node pays its write syscalls as to a collector's pipe, the reader's CPU is not
+// the gateway's), the same with `log.requests: off`, and startNode with the logger off. Rounds interleave (A B C, then C B A); per round and setup: req/s, CPU µs per
+// request of the proxy process from /proc/<pid>/stat (utime + stime, every thread) over the requests served,
+// p99; each against bare reply-from of the same round, median over rounds. Then p99 at a fixed rate (half of
+// bare reply-from's saturation rate), measured to the µs by an open-loop generator.
+//   npm run bench:compare
+// Env (or --key=value flags, e.g. --rounds=3): BENCH_ROUNDS (5), BENCH_DURATION (s, 5), BENCH_CONNECTIONS (64),
+//   BENCH_WARMUP (s per setup, 3), BENCH_RATE_SECONDS (s per setup at half rate, 5; 0: skip),
+//   BENCH_SETUPS (comma list, default reply-from,http-proxy,cli,cli-off,startnode; also cli-file: access log to a
+//   file), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
+//   worker threads; default 2 when pinned, else 0), BENCH_CLI (tsx: bin/*.ts through tsx, default; dist: the built
+//   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file).
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import net from 'node:net'
+import type { AddressInfo } from 'node:net'
+import os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { load } from './lib/load.js'
+import { fixedRate, type RateResult } from './lib/rate.js'
+import { fmt, median, table } from './lib/report.js'
+import { CAN_PIN, killAll, pin, startChild, type BenchChild } from './lib/servers.js'
+import { gatewayConfig } from './lib/setups.js'
+import { BODY } from './lib/upstream.js'
+
+const flags = Object.fromEntries(process.argv.slice(2).filter((a) => a.startsWith('--') && a.includes('='))
+  .map((a) => { const [k, v] = a.slice(2).split('=', 2); return [`BENCH_${k.toUpperCase().replace(/-/g, '_')}`, v] }))
+const env: Record<string, string | undefined> = { ...process.env, ...flags }
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 5)
+const DURATION = Number(env.BENCH_DURATION ?? 5)
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
+const WARMUP = Number(env.BENCH_WARMUP ?? 3)
+const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? 5)
+const CORES = os.cpus().length
+const PIN = env.BENCH_PIN !== '0' && CORES >= 6 && CAN_PIN // each server on its own core needs cores to spare
+const WORKERS = Number(env.BENCH_WORKERS ?? (PIN ? 2 : 0))
+const CLI_MODE = env.BENCH_CLI === 'dist' ? 'dist' : 'tsx'
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+
+type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode'
+const ABOUT: Record<Key, string> = {
+  'reply-from': 'bare Fastify + @fastify/reply-from (round robin in getUpstream)',
+  'http-proxy': '@fastify/http-proxy (one upstream)',
+  cli: 'gateway via the CLI, default config (access log to stdout = /dev/null)',
+  'cli-off': 'gateway via the CLI, log.requests: off',
+  'cli-file': 'gateway via the CLI, access log to a file',
+  startnode: 'gateway via startNode, logger off',
+}
+const KEYS = (env.BENCH_SETUPS ?? 'reply-from,http-proxy,cli,cli-off,startnode').split(',').map((k) => k.trim()) as Key[]
+for (const k of KEYS) if (!(k in ABOUT)) throw new Error(`unknown setup ${k}: one of ${Object.keys(ABOUT).join(', ')}`)
+if (!KEYS.includes('reply-from')) KEYS.unshift('reply-from') // the base of every ratio
+
+interface Server { pid: number, url: string, stop (): Promise<void> }
+interface Run { rps: number, cpu: number, p99: number, bad: number }
+interface Setup { key: Key, server: Server, runs: Run[], rate?: RateResult }
+
+/** CPU seconds (user + system, all threads) of a process so far. */
+function cpuSeconds (pid: number): number {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ') // fields from the 3rd on: utime is the 14th, stime the 15th
+  return (Number(f[11]) + Number(f[12])) / TICK
+}
+
+async function freePort (): Promise<number> {
+  const srv = net.createServer()
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
+  const { port } = srv.address() as AddressInfo
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  return port
+}
+
+const mine = new Set<ChildProcess>()
+process.on('exit', () => { for (const p of mine) p.kill('SIGKILL') })
+
+/** The gateway as users start it: `fastify-ha-gateway start --config <file>`, stdout to /dev/null. */
+async function startCli (key: Key, upstreams: string[], dir: string): Promise<Server> {
+  const port = await freePort()
+  const config: Record<string, unknown> = { ...gatewayConfig(upstreams, port), node: { id: `bench-${key}`, host: '127.0.0.1', port } }
+  if (key === 'cli-off') config.log = { requests: 'off' }
+  if (key === 'cli-file') config.log = { destination: join(dir, 'access.log') }
+  const file = join(dir, `${key}.yaml`)
+  writeFileSync(file, JSON.stringify(config, null, 2)) // JSON is YAML
+  const args = CLI_MODE === 'dist'
+    ? [join(ROOT, 'dist/bin/fastify-ha-gateway.js'), 'start', '--config', file]
+    : ['--import', 'tsx', join(ROOT, 'bin/fastify-ha-gateway.ts'), 'start', '--config', file]
+  if (CLI_MODE === 'dist' && !existsSync(args[0])) throw new Error('BENCH_CLI=dist: run npm run build first')
+  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } })
+  mine.add(proc)
+  proc.once('exit', () => mine.delete(proc))
+  const url = `http://127.0.0.1:${port}`
+  const t0 = Date.now()
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${key}: the CLI exited ${proc.exitCode}`)
+    try { if ((await fetch(`${url}/health`)).status === 200) break } catch {}
+    if (Date.now() - t0 > 60_000) throw new Error(`${key}: not listening after 60 s`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return {
+    pid: proc.pid!,
+    url,
+    async stop () {
+      if (proc.exitCode !== null) return
+      const exited = new Promise((resolve) => proc.once('exit', resolve))
+      proc.kill('SIGTERM')
+      await exited
+    },
+  }
+}
+
+const fromChild = (c: BenchChild): Server => ({ pid: c.pid, url: c.url, stop: async () => { await c.stop() } })
+
+async function startSetup (key: Key, upstreams: string[], dir: string): Promise<Server> {
+  switch (key) {
+    case 'reply-from': return fromChild(await startChild(key, 'reply-from', { upstreams }))
+    case 'http-proxy': return fromChild(await startChild(key, 'http-proxy', { upstreams }))
+    case 'startnode': return fromChild(await startChild(key, 'gateway', { upstreams }))
+    default: return await startCli(key, upstreams, dir)
+  }
+}
+
+async function measure (s: Setup): Promise<Run> {
+  const before = cpuSeconds(s.server.pid)
+  const t0 = process.hrtime.bigint()
+  const r = await load({ url: s.server.url, connections: CONNECTIONS, duration: DURATION, workers: WORKERS })
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu = cpuSeconds(s.server.pid) - before
+  const n = r.requests.total
+  return { rps: n / seconds, cpu: n > 0 ? 1e6 * cpu / n : NaN, p99: r.latency.p99, bad: r.errors + r.timeouts + r.non2xx }
+}
+
+const spread = (all: number[]): string => {
+  const xs = all.filter((x) => Number.isFinite(x))
+  return xs.length === 0 ? 'n/a' : `${Math.min(...xs).toFixed(2)}-${Math.max(...xs).toFixed(2)}`
+}
+
+async function main (): Promise<void> {
+  const acVersion = (createRequire(import.meta.url)('autocannon/package.json') as { version: string }).version
+  const out: string[] = []
+  const say = (line = ''): void => { console.log(line); out.push(line) }
+  say(`# bench:compare ${new Date().toISOString()}`)
+  say()
+  say(`node ${process.version}, ${CORES} CPUs (${os.cpus()[0]?.model ?? '?'}), autocannon ${acVersion}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
+  say(`${ROUNDS} rounds x ${DURATION} s, ${CONNECTIONS} connections, warm-up ${WARMUP} s per setup, autocannon workers ${WORKERS}; ` +
+    `CLI from ${CLI_MODE === 'dist' ? 'dist/ (built)' : 'bin/*.ts through tsx'}; pinning ${PIN ? 'on' : `off (${CORES} cores)`}`)
+  const dir = mkdtempSync(join(os.tmpdir(), 'fhg-compare-'))
+  const upChildren = [await startChild('upstream-1', 'upstream'), await startChild('upstream-2', 'upstream')]
+  const upstreams = upChildren.map((u) => u.url)
+  const setups: Setup[] = []
+  for (const key of KEYS) setups.push({ key, server: await startSetup(key, upstreams, dir), runs: [] })
+  if (PIN) {
+    // upstreams on cores 0 and 1, each proxy on its own core from 2 (one runs at a time: sharing when short), the
+    // load generator on the rest
+    const proxyCores = Math.max(1, Math.min(setups.length, CORES - 4))
+    upChildren.forEach((u, i) => { pin(u.pid, String(i)) })
+    setups.forEach((s, i) => { pin(s.server.pid, String(2 + (i % proxyCores))) })
+    pin(process.pid, `${2 + proxyCores}-${CORES - 1}`)
+    say(`pinned: upstreams 0,1; ${setups.map((s, i) => `${s.key} ${2 + (i % proxyCores)}`).join(', ')}; load generator ${2 + proxyCores}-${CORES - 1}`)
+  }
+  for (const s of setups) {
+    const res = await fetch(`${s.server.url}/bench?x=1`)
+    const text = await res.text()
+    if (res.status !== 200 || text !== BODY) throw new Error(`${s.key}: unexpected answer ${res.status} ${text.slice(0, 200)}`)
+    if (WARMUP > 0) await load({ url: s.server.url, connections: CONNECTIONS, duration: WARMUP, workers: WORKERS })
+  }
+  say()
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = r % 2 === 0 ? setups : [...setups].reverse()
+    const line: string[] = []
+    for (const s of order) {
+      const run = await measure(s)
+      s.runs.push(run)
+      line.push(`${s.key} ${fmt(run.rps)}/s ${run.cpu.toFixed(1)}µs p99 ${run.p99}ms${run.bad > 0 ? ` !!${run.bad} bad` : ''}`)
+    }
+    say(`round ${r + 1}/${ROUNDS}: ${line.join(' | ')}  [load ${os.loadavg()[0].toFixed(2)}]`)
+  }
+  const base = setups.find((s) => s.key === 'reply-from')!
+  const baseRps = median(base.runs.map((x) => x.rps))
+  // p99 at one offered rate for all: half of bare reply-from's saturation, interleaved A B C then C B A
+  const rate = Math.round(baseRps / 2)
+  if (RATE_SECONDS > 0) {
+    for (const order of [setups, [...setups].reverse()]) {
+      for (const s of order) {
+        const r = await fixedRate(s.server.url, rate, RATE_SECONDS / 2, CONNECTIONS)
+        s.rate = s.rate === undefined ? r : { ...r, p50: (s.rate.p50 + r.p50) / 2, p99: Math.max(s.rate.p99, r.p99), errors: s.rate.errors + r.errors }
+      }
+    }
+  }
+  const ratios = (s: Setup, f: (x: Run) => number): number[] => s.runs.map((x, i) => f(x) / f(base.runs[i]))
+  say()
+  say(`Medians over ${ROUNDS} rounds; "× bare" is the median of per-round ratios against bare reply-from (min-max over rounds). ` +
+    `p99 at ${fmt(rate)} req/s: open loop, half of bare reply-from's saturation rate, worst of two runs.`)
+  say()
+  say(table(['setup', 'req/s', '× bare req/s (range)', 'CPU µs/req', '× bare CPU (range)', 'p99 ms at saturation', `p50 / p99 ms at ${fmt(rate)}/s`, 'p99 − bare (ms)'],
+    setups.map((s) => {
+      const rps = ratios(s, (x) => x.rps)
+      const cpu = ratios(s, (x) => x.cpu)
+      return [
+        `${s.key}: ${ABOUT[s.key]}`,
+        fmt(median(s.runs.map((x) => x.rps))), `${median(rps).toFixed(3)} (${spread(rps)})`,
+        median(s.runs.map((x) => x.cpu)).toFixed(1), `${median(cpu).toFixed(3)} (${spread(cpu)})`,
+        String(median(s.runs.map((x) => x.p99))),
+        s.rate === undefined ? 'n/a' : `${s.rate.p50.toFixed(2)} / ${s.rate.p99.toFixed(2)}${s.rate.errors > 0 ? ` !!${s.rate.errors} errors` : ''}`,
+        s.rate === undefined || base.rate === undefined ? 'n/a' : (s.rate.p99 - base.rate.p99).toFixed(2),
+      ]
+    })))
+  const pair = (a: Key, b: Key): void => {
+    const x = setups.find((s) => s.key === a)
+    const y = setups.find((s) => s.key === b)
+    if (x === undefined || y === undefined) return
+    const d = x.runs.map((r, i) => r.cpu - y.runs[i].cpu).filter((v) => Number.isFinite(v))
+    if (d.length === 0) return
+    say(`${a} − ${b}: CPU ${median(d).toFixed(1)} µs/request (median of per-round differences; range ${Math.min(...d).toFixed(1)} to ${Math.max(...d).toFixed(1)})`)
+  }
+  say()
+  pair('cli', 'cli-off') // the access log, across two processes
+  pair('cli-file', 'cli-off')
+  pair('cli-off', 'startnode') // the CLI's logger and V8 flag, less the access log
+  pair('startnode', 'reply-from')
+  const bad = setups.reduce((n, s) => n + s.runs.reduce((a, r) => a + r.bad, 0), 0)
+  if (bad > 0) say(`!! ${bad} errors, timeouts or non-2xx answers over all runs`)
+  if (!PIN) say(`\n(not pinned: ${CORES} cores shared by the load generator, the upstreams and the proxy; ratios compress and vary from run to run)`)
+  if (env.BENCH_OUT !== undefined) writeFileSync(env.BENCH_OUT, out.join('\n') + '\n')
+  await Promise.all(setups.map(async (s) => await s.server.stop()))
+}
+
+try {
+  await main()
+} catch (err) {
+  console.error(err)
+  process.exitCode = 1
+} finally {
+  killAll()
+  for (const p of mine) p.kill('SIGKILL')
+}

@@ -1,0 +1,34 @@
+// The log of a node started by the CLI (config `log`): Fastify's logger on a buffered destination, and
+// the access log as one onResponse hook (none at all with `requests: off`).
+import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import pino from 'pino'
+import { redactError, type LogConfig } from '../lib/config/index.js'
+import { accessLine } from '../lib/log/access-line.js'
+import { openLogDestination, type LogDestination } from '../lib/log/destination.js'
+
+export interface NodeLog {
+  /** Fastify's options for this log (logger instance, request logging). */
+  fastifyOptions: Pick<FastifyServerOptions, 'loggerInstance' | 'logController'>
+  destination: LogDestination
+}
+
+/** Opens the destination; Fastify's two lines per request stay off unless the level is debug or trace. */
+export function nodeLog (config: LogConfig): NodeLog {
+  const destination = openLogDestination(config.destination)
+  const logger = pino({ level: config.level, serializers: { err: redactError } }, destination.loggerStream)
+  return {
+    fastifyOptions: {
+      loggerInstance: logger,
+      logController: new LogController({ disableRequestLogging: config.level !== 'debug' && config.level !== 'trace' }),
+    },
+    destination,
+  }
+}
+
+/** One access line per response, written into the buffered destination when the response ends. */
+export function addAccessLog (app: FastifyInstance, destination: LogDestination): void {
+  app.addHook('onResponse', function accessLog (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    destination.write(accessLine(request, reply, Date.now()))
+    done()
+  })
+}
