@@ -46,6 +46,8 @@ function walk (v: unknown, key: string | number | undefined, depth: number): unk
 
 /** A log serializer for errors (pino's `err` shape) with URL credentials hidden in the message and stack. */
 export function redactError (err: Error): { type: string, message: string, stack: string, [key: string]: unknown } {
+  // `err` may be a message already (log.warn({ err: err.message })): hidden credentials, same shape
+  if (!(err instanceof Error)) return (typeof err === 'string' ? redactText(err) : err) as unknown as ReturnType<typeof redactError>
   const e = err as Error & { code?: unknown, statusCode?: unknown }
   const out: { type: string, message: string, stack: string, [key: string]: unknown } = {
     type: e.name, message: redactText(String(e.message)), stack: redactText(String(e.stack ?? '')),
