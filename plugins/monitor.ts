@@ -73,6 +73,7 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
   cluster?.setSummary(() => sampler.latest)
 
   const a = opts.alerts ?? {}
+  let lastError = ''
   const rules = compileRules(a.rules)
   const manager = new AlertManager({
     nodeId,
@@ -82,8 +83,16 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     store: cluster?.redisEnabled === true ? new RedisAlertStore(cluster.context.link, clusterName) : new MemoryAlertStore(),
     interval: a.interval ?? 10_000,
     metrics: view,
-    onError: (err) => log.warn({ err: (err as Error).message }, 'alert evaluation failed'),
-    onHolder: (holder) => log.info({ evaluator: holder ?? null, self: holder === nodeId }, 'alert evaluator'),
+    onError: (err) => {
+      // once per distinct failure (a Redis outage would repeat it every interval)
+      const msg = (err as Error).message
+      if (msg !== lastError) log.warn({ err: msg }, 'alert evaluation failed')
+      lastError = msg
+    },
+    onHolder: (holder) => {
+      lastError = ''
+      log.info({ evaluator: holder ?? null, self: holder === nodeId }, 'alert evaluator')
+    },
   })
 
   fastify.addHook('onReady', async () => {

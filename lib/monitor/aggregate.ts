@@ -71,6 +71,7 @@ export function aggregate (nodes: readonly NodeInput[], now = Date.now()): Clust
     const s = node.summary
     const nodeAll = emptyCounts()
     for (const [name, u] of Object.entries(s?.u ?? {})) {
+      if (!wellFormed(u)) continue // another node's data comes through Redis: never let it break the view
       let agg = ups.get(name)
       if (agg === undefined) {
         agg = { all: emptyCounts(), m1: { ...emptyCounts(), d: 0 }, m5: { ...emptyCounts(), d: 0 }, targets: new Map() }
@@ -174,6 +175,17 @@ export function quantileMs (b: readonly number[], q: number): number | null {
     seen += b[i]
   }
   return DURATION_BUCKETS[DURATION_BUCKETS.length - 1] * 1000
+}
+
+function isCounts (c: unknown): c is Counts {
+  const o = c as Counts
+  return typeof o === 'object' && o !== null && typeof o.n === 'number' && typeof o.e === 'number' && typeof o.s === 'number' && Array.isArray(o.b)
+}
+
+function wellFormed (u: unknown): u is NodeSummary['u'][string] {
+  const o = u as NodeSummary['u'][string]
+  return typeof o === 'object' && o !== null && isCounts(o.all) && isCounts(o.m1) && isCounts(o.m5) && Array.isArray(o.tg) &&
+    o.tg.every((t) => Array.isArray(t) && t.length === 6 && typeof t[0] === 'string')
 }
 
 function routable (v: TargetRow['byNode'][string]): boolean {
