@@ -33,7 +33,7 @@ export interface TargetHealth {
 
 export interface TargetRow {
   id: string
-  /** More than half of the nodes that report the target see it routable (healthy or unknown, not ejected, circuit not open). */
+  /** At least half of the nodes that report the target see it routable (healthy or unknown, not ejected, circuit not open). */
   healthy: boolean
   byNode: Record<string, { status: string, ejected: boolean, circuit: string, inFlight: number, ewmaMs: number }>
 }
@@ -112,8 +112,8 @@ export function aggregate (nodes: readonly NodeInput[], now = Date.now()): Clust
     for (const row of targets) {
       const views = Object.values(row.byNode)
       const up = views.filter(routable).length
-      // a target down for half the cluster counts as down: alerting errs on the side of telling
-      row.healthy = up * 2 > views.length
+      // the cluster's verdict: one node's flap (a probe timing out on a busy node) does not fire a cluster alert
+      row.healthy = up * 2 >= views.length
     }
     const h = health(targets.length, targets.filter((r) => r.healthy).length)
     upstreams[name] = { ...stats(agg.all), ...h, windows: { '1m': windowStats(agg.m1), '5m': windowStats(agg.m5) }, targets }

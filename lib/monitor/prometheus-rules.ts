@@ -18,15 +18,15 @@ export function promql (metric: RuleMetric, window: string, upstream?: string): 
   const up = upstream === undefined ? [] : [`upstream=${JSON.stringify(upstream)}`]
   const sel = (...m: string[]): string => m.length === 0 ? '' : `{${m.join(',')}}`
   const s = sel(...up)
-  // a target counts healthy when more than half of the nodes see it eligible (as {admin}/cluster/metrics)
+  // a target counts healthy when at least half of the nodes see it eligible (as {admin}/cluster/metrics)
   const perTarget = `avg by (upstream, target) (upstream_target_healthy${s})`
   switch (metric) {
     case 'error_rate': return `sum(rate(proxy_requests_total${sel(...up, 'status_class="5xx"')}[${window}])) / sum(rate(proxy_requests_total${s}[${window}]))`
     case 'request_rate': return `sum(rate(proxy_requests_total${s}[${window}]))`
     case 'p99_ms': return `histogram_quantile(0.99, sum by (le) (rate(proxy_request_duration_seconds_bucket${s}[${window}]))) * 1000`
     case 'average_response_time_ms': return `sum(rate(proxy_request_duration_seconds_sum${s}[${window}])) / sum(rate(proxy_request_duration_seconds_count${s}[${window}])) * 1000`
-    case 'healthy_ratio': return `(count(${perTarget} > 0.5) or vector(0)) / count(${perTarget})`
-    case 'unhealthy_targets': return `(count(${perTarget} <= 0.5) or vector(0))`
+    case 'healthy_ratio': return `(count(${perTarget} >= 0.5) or vector(0)) / count(${perTarget})`
+    case 'unhealthy_targets': return `(count(${perTarget} < 0.5) or vector(0))`
     case 'nodes': return 'max(cluster_nodes)'
     case 'cpu_percent': return 'max(rate(process_cpu_seconds_total[1m])) * 100'
     case 'rss_mb': return 'max(process_resident_memory_bytes) / 1048576'
