@@ -9,9 +9,12 @@ Commands:
   validate   check a config file and print a summary (exit 0: valid, 1: invalid)
   start      start a gateway node from a config file (SIGTERM/SIGINT drain and exit 0)
   options    print every config option with its default (Markdown)
+  alerts     print the alert rules (the defaults when none are configured);
+             with --prometheus, as a Prometheus rule file over the exported metrics
 
 Options:
   -c, --config <file>   the YAML config file
+  --prometheus          (alerts) print a Prometheus rule file (YAML)
   -h, --help            this text (also: fastify-ha-gateway help)
 
 Environment: GATEWAY_PORT, GATEWAY_NODE_ID, REDIS_URL and GATEWAY_LOG_LEVEL override
@@ -50,13 +53,24 @@ function load (file: string): GatewayConfig | undefined {
   }
 }
 
+/** The rules in effect, as a Prometheus rule file or one line each. */
+async function alertRulesText (config: GatewayConfig, prometheus: boolean): Promise<string> {
+  const { compileRules } = await import('../lib/monitor/rule.js')
+  const rules = compileRules(config.alerts.rules)
+  if (prometheus) {
+    const [{ prometheusRules }, { stringify }] = await Promise.all([import('../lib/monitor/prometheus-rules.js'), import('yaml')])
+    return stringify(prometheusRules(rules, { cluster: config.cluster.name, interval: config.alerts.interval }), { lineWidth: 0 })
+  }
+  return rules.map((r) => `${r.name}: ${r.when}${r.upstream === undefined ? '' : ` upstream=${r.upstream}`} window=${r.window} for=${r.for}ms severity=${r.severity} cooldown=${r.cooldown}ms\n`).join('')
+}
+
 async function main (argv: string[]): Promise<number> {
   let parsed
   try {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, prometheus: { type: 'boolean' } },
     })
   } catch (err) {
     return usage((err as Error).message)
@@ -69,13 +83,17 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(`${optionsTableMarkdown()}\n`)
     return 0
   }
-  if (command !== 'validate' && command !== 'start') return usage(`unknown command "${command}"`)
+  if (command !== 'validate' && command !== 'start' && command !== 'alerts') return usage(`unknown command "${command}"`)
   if (extra.length > 0) return usage(`unexpected argument "${extra[0]}"`)
   const file = values.config
   if (file === undefined || file === '') return usage('--config <file> is required')
 
   const config = load(file)
   if (config === undefined) return 1
+  if (command === 'alerts') {
+    process.stdout.write(await alertRulesText(config, values.prometheus === true))
+    return 0
+  }
   if (command === 'validate') {
     process.stdout.write(`ok: ${file}\n${summarize(config)}\n`)
     return 0

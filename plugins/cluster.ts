@@ -319,6 +319,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     context: ctx,
     setStatus (status) { membership.update({ status: status === 'draining' ? 'draining' : 'ok' }) },
     setSummary (fn) { membership.setSummary(fn) },
+    announce () { membership.announce() },
   }
   fastify.decorate('cluster', decorator)
 }

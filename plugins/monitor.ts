@@ -41,12 +41,15 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     notify (e) {
       if (e.type === 'retry') return
       const target = 'target' in e ? e.target : undefined
+      if (e.type === 'circuit_opened' || e.type === 'circuit_closed') cluster?.announce()
       const detail = e.type === 'fallback_used' ? `${e.fallback} (${e.cause})` : e.type === 'retries_exhausted' ? e.why : e.type === 'circuit_opened' ? e.cause : undefined
       sampler.noteEvent({ t: e.timestamp, type: e.type, upstream: e.upstream, target, detail })
     },
   })
   if (fastify.hasDecorator('gatewayHealth')) {
     fastify.gatewayHealth.registry.subscribe((e) => {
+      // the others see a target's new status at once, not a heartbeat later (transitions are rare)
+      if (e.type === 'transition' || e.type === 'ejected') cluster?.announce()
       if (e.type === 'transition') sampler.noteEvent({ t: e.at, type: `target_${e.to}`, upstream: e.upstream, target: e.target.id, detail: e.reason })
       else if (e.type === 'ejected') sampler.noteEvent({ t: e.at, type: 'target_ejected', upstream: e.upstream, target: e.target.id, detail: e.reason })
     })
@@ -73,6 +76,7 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
   cluster?.setSummary(() => sampler.latest)
 
   const a = opts.alerts ?? {}
+  let lastError = ''
   const rules = compileRules(a.rules)
   const manager = new AlertManager({
     nodeId,
@@ -82,8 +86,16 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     store: cluster?.redisEnabled === true ? new RedisAlertStore(cluster.context.link, clusterName) : new MemoryAlertStore(),
     interval: a.interval ?? 10_000,
     metrics: view,
-    onError: (err) => log.warn({ err: (err as Error).message }, 'alert evaluation failed'),
-    onHolder: (holder) => log.info({ evaluator: holder ?? null, self: holder === nodeId }, 'alert evaluator'),
+    onError: (err) => {
+      // once per distinct failure (a Redis outage would repeat it every interval)
+      const msg = (err as Error).message
+      if (msg !== lastError) log.warn({ err: msg }, 'alert evaluation failed')
+      lastError = msg
+    },
+    onHolder: (holder) => {
+      lastError = ''
+      log.info({ evaluator: holder ?? null, self: holder === nodeId }, 'alert evaluator')
+    },
   })
 
   fastify.addHook('onReady', async () => {

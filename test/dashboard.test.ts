@@ -1,7 +1,11 @@
 // The dashboard in real Chromium (Debian's chromium, driven by puppeteer-core): the page asks for the token,
 // shows every node and target, turns a killed target unhealthy within 3 s and shows the firing alert.
-// Saves docs/dashboard.png for the README. Skipped, saying why, when /usr/bin/chromium is absent.
-import { existsSync } from 'node:fs'
+// Saves a screenshot: docs/dashboard.png (the README's) with UPDATE_SCREENSHOT=1, else in a temp dir so a test run
+// leaves the tree clean. Skipped, saying why, when /usr/bin/chromium is absent.
+import { existsSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { validateConfig } from '../lib/config/index.js'
 import { startNode, type StartedNode } from '../plugins/gateway.js'
@@ -11,7 +15,9 @@ import { get } from './helpers/gateway.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const TOKEN = 'dashboard-token'
-const SCREENSHOT = new URL('../docs/dashboard.png', import.meta.url)
+const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1'
+  ? fileURLToPath(new URL('../docs/dashboard.png', import.meta.url))
+  : join(mkdtempSync(join(tmpdir(), 'fhg-dashboard-')), 'dashboard.png')
 
 t.test('dashboard in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: apt-get install -y chromium (.ci/run installs it)` }, async (t) => {
   const { default: puppeteer } = await import('puppeteer-core')
@@ -88,7 +94,8 @@ t.test('dashboard in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMI
   await page.waitForSelector('[data-alert="low_healthy_instances"]', { timeout: 10_000 })
   t.pass('the firing alert shows')
   await new Promise((resolve) => setTimeout(resolve, 1500))
-  await page.screenshot({ path: SCREENSHOT.pathname as `${string}.png`, fullPage: true })
+  await page.screenshot({ path: SCREENSHOT as `${string}.png`, fullPage: true })
+  t.ok(existsSync(SCREENSHOT), `screenshot at ${SCREENSHOT}`)
 
   t.notOk(urls.some((u) => u.includes(TOKEN)), 'the token never goes in a URL')
   t.ok(authHeaders.length > 3 && authHeaders.slice(-3).every((h) => h === `Bearer ${TOKEN}`), 'data requests carry the token in Authorization')

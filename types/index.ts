@@ -118,6 +118,8 @@ export interface GatewayCluster {
   setStatus (status: 'ready' | 'draining'): void
   /** Publish `fn()` with every heartbeat (the monitor's node summary); read back in nodes()[i].summary. */
   setSummary (fn: (() => unknown) | undefined): void
+  /** Heartbeat now and have the other nodes read the view at once (the monitor calls it when a target's status changes). */
+  announce (): void
 }
 
 declare module 'fastify' {

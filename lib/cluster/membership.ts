@@ -4,7 +4,8 @@
 // STRING with PX = 3 × heartbeatInterval). A node is in the view while its key exists; a crashed
 // node's key lapses, so every node drops it within the TTL plus one interval. leave() deletes
 // the key and PUBLISHes `{ type: 'leave', id }` on keys.nodesChannel so the others drop it at once;
-// a (re)join PUBLISHes `{ type: 'join', id }` so they pick it up without waiting an interval.
+// a (re)join PUBLISHes `{ type: 'join', id }` so they pick it up without waiting an interval;
+// announce() PUBLISHes `{ type: 'update', id }` after its beat so the others read the view at once.
 // With Redis down (or not configured) the view decays to this node alone, and the heartbeat
 // rejoins on its own when Redis answers again.
 import { EventEmitter } from 'node:events'
@@ -60,6 +61,7 @@ export class Membership extends EventEmitter {
   private left = false
   private readonly onUp = (): void => this.ticker.trigger()
   private summaryOf: (() => unknown) | undefined
+  private announceNext = false
 
   constructor (private readonly ctx: ClusterContext, private readonly o: MembershipOptions) {
     super()
@@ -101,6 +103,12 @@ export class Membership extends EventEmitter {
     this.summaryOf = fn
   }
 
+  /** Heartbeat now and have the other nodes read the view at once (a target's status changed, say), not at their next beat. */
+  announce (): void {
+    this.announceNext = true
+    this.ticker.trigger()
+  }
+
   /** Heartbeat and read the view now. */
   async refresh (): Promise<void> {
     await this.tick()
@@ -134,9 +142,12 @@ export class Membership extends EventEmitter {
     try {
       this.self.lastSeen = started
       if (this.summaryOf !== undefined) this.self.summary = this.summaryOf()
+      const announce = this.announceNext
+      this.announceNext = false
       const joined = await registryBeat(this.ctx.link, this.ctx.keys.nodes, this.id, this.self, this.ttl)
-      if (joined && !this.closed) {
-        await this.ctx.link.call('publish join', (c) => c.publish(this.ctx.keys.nodesChannel, JSON.stringify({ type: 'join', id: this.id })))
+      if ((joined || announce) && !this.closed) {
+        const type = joined ? 'join' : 'update'
+        await this.ctx.link.call(`publish ${type}`, (c) => c.publish(this.ctx.keys.nodesChannel, JSON.stringify({ type, id: this.id })))
       }
       const listed = await registryList<NodeInfo>(this.ctx.link, this.ctx.keys.nodes)
       if (this.closed) return
@@ -189,6 +200,9 @@ export class Membership extends EventEmitter {
     if (typeof msg.id !== 'string' || msg.id === this.id) return
     if (msg.type === 'join') {
       this.departed.delete(msg.id)
+      this.ticker.trigger()
+    } else if (msg.type === 'update') {
+      // read the view now; never announce back (no echo)
       this.ticker.trigger()
     } else if (msg.type === 'leave') {
       this.departed.set(msg.id, Date.now())

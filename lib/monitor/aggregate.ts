@@ -33,7 +33,7 @@ export interface TargetHealth {
 
 export interface TargetRow {
   id: string
-  /** More than half of the nodes that report the target see it routable (healthy or unknown, not ejected, circuit not open). */
+  /** At least half of the nodes that report the target see it routable (healthy or unknown, not ejected, circuit not open). */
   healthy: boolean
   byNode: Record<string, { status: string, ejected: boolean, circuit: string, inFlight: number, ewmaMs: number }>
 }
@@ -71,6 +71,7 @@ export function aggregate (nodes: readonly NodeInput[], now = Date.now()): Clust
     const s = node.summary
     const nodeAll = emptyCounts()
     for (const [name, u] of Object.entries(s?.u ?? {})) {
+      if (!wellFormed(u)) continue // another node's data comes through Redis: never let it break the view
       let agg = ups.get(name)
       if (agg === undefined) {
         agg = { all: emptyCounts(), m1: { ...emptyCounts(), d: 0 }, m5: { ...emptyCounts(), d: 0 }, targets: new Map() }
@@ -111,8 +112,8 @@ export function aggregate (nodes: readonly NodeInput[], now = Date.now()): Clust
     for (const row of targets) {
       const views = Object.values(row.byNode)
       const up = views.filter(routable).length
-      // a target down for half the cluster counts as down: alerting errs on the side of telling
-      row.healthy = up * 2 > views.length
+      // the cluster's verdict: one node's flap (a probe timing out on a busy node) does not fire a cluster alert
+      row.healthy = up * 2 >= views.length
     }
     const h = health(targets.length, targets.filter((r) => r.healthy).length)
     upstreams[name] = { ...stats(agg.all), ...h, windows: { '1m': windowStats(agg.m1), '5m': windowStats(agg.m5) }, targets }
@@ -174,6 +175,17 @@ export function quantileMs (b: readonly number[], q: number): number | null {
     seen += b[i]
   }
   return DURATION_BUCKETS[DURATION_BUCKETS.length - 1] * 1000
+}
+
+function isCounts (c: unknown): c is Counts {
+  const o = c as Counts
+  return typeof o === 'object' && o !== null && typeof o.n === 'number' && typeof o.e === 'number' && typeof o.s === 'number' && Array.isArray(o.b)
+}
+
+function wellFormed (u: unknown): u is NodeSummary['u'][string] {
+  const o = u as NodeSummary['u'][string]
+  return typeof o === 'object' && o !== null && isCounts(o.all) && isCounts(o.m1) && isCounts(o.m5) && Array.isArray(o.tg) &&
+    o.tg.every((t) => Array.isArray(t) && t.length === 6 && typeof t[0] === 'string')
 }
 
 function routable (v: TargetRow['byNode'][string]): boolean {

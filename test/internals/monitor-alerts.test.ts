@@ -232,3 +232,10 @@ t.test('webhook notifier retries a failed POST with backoff, then gives up', asy
   await w3.idle()
   t.equal(w3.retried, 0, 'no retries by default (failover events keep their old behaviour)')
 })
+
+t.test('aggregate skips a malformed summary from another node instead of failing', async (t) => {
+  const bad = { t: 0, cpu: 1, rss: 1, lag: 1, fl: 0, ev: [], u: { api: { all: 'x', tg: 'nope' }, ok: { all: counts(3, 1), m1: { ...counts(3, 1), d: 1000 }, m5: { ...counts(3, 1), d: 1000 }, tg: [tg('t', 'healthy')] } } } as unknown as NodeSummary
+  const v = aggregate([{ id: 'evil', address: '', status: 'ready', configVersion: 0, lastSeen: 0, summary: bad }], 0)
+  t.same(Object.keys(v.upstreams), ['ok'])
+  t.equal(v.totals.totalRequests, 3)
+})
