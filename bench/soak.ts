@@ -22,7 +22,7 @@ const upPort = up.port
 const probes = '    healthCheck: { active: { type: http, path: /health, interval: 1s, timeout: 500ms } }'
 const limit = '{ algorithm: sliding_window, limit: 50, window: 1s, key: \'header:x-client\' }'
 const nodes: CliNode[] = await Promise.all(['soak-a', 'soak-b', 'soak-c'].map(async (id) =>
-  await startCliNode(cliConfig({ id, cluster: 'soak', redis: redis.url, upstream: up.url, routeLimit: limit, upstreamExtra: probes }), { id })))
+  await startCliNode(cliConfig({ id, cluster: 'soak', redis: redis.url, upstream: up.url, routeLimit: limit, upstreamExtra: probes }), { id, timeout: 180_000 })))
 const cleanup = async (): Promise<void> => { await killAll(nodes); await up.kill(); r.disconnect(); await redis.stop() }
 
 const restarts: Array<[number, number]> = []
