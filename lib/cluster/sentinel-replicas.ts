@@ -11,11 +11,15 @@ export function sentinelsOf (client: RedisClient): { sentinels: Array<{ host?: s
   return { sentinels: o.sentinels, name: o.name, password: o.sentinelPassword }
 }
 
+/** Down-after periods past which a down replica no longer blocks writes (Sentinel's own staleness factor is 10). */
+export const DOWN_FOR_GOOD = 10
+
 /**
  * True when some Sentinel lists a replica of `name` it could promote (priority > 0), false when the first
- * Sentinel that answers lists none. A replica down or disconnected NOW still counts: it can come back right
- * after the master dies and be promoted without the write (a stopped replica resumed: issue 15, versions
- * [16, 17] reused). Rejects when no Sentinel answers within `timeout` ms each (the caller then assumes the worst).
+ * Sentinel that answers lists none. A replica down or disconnected now still counts until it has been down
+ * DOWN_FOR_GOOD down-after periods: it can come back right after the master dies and be promoted without the
+ * write (a stopped replica resumed: issue 15, versions [16, 17] reused). Rejects when no Sentinel answers within
+ * `timeout` ms each (the caller then assumes the worst).
  */
 export async function promotableReplica (s: NonNullable<ReturnType<typeof sentinelsOf>>, timeout: number): Promise<boolean> {
   let last: unknown
@@ -31,7 +35,14 @@ export async function promotableReplica (s: NonNullable<ReturnType<typeof sentin
       return replicas.some((fields) => {
         const f = new Map<string, string>()
         for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i], fields[i + 1])
-        return f.get('slave-priority') !== '0' && f.get('replica-priority') !== '0'
+        if (f.get('slave-priority') === '0' || f.get('replica-priority') === '0') return false
+        const flags = (f.get('flags') ?? '').split(',')
+        if (!flags.includes('s_down') && !flags.includes('o_down')) return true
+        // down: it may resume and be promoted without the write, unless it has been gone past DOWN_FOR_GOOD
+        // down-after periods (after a failover the dead old master is listed as a replica; writes must go on)
+        const downMs = Number(f.get('s-down-time'))
+        const downAfter = Number(f.get('down-after-milliseconds'))
+        return !(downMs > DOWN_FOR_GOOD * downAfter)
       })
     } catch (err) {
       last = err

@@ -15,6 +15,9 @@ export const FAIL_OPEN: Outcome = Object.freeze({ allowed: true, limit: 0, remai
 /** fail_closed: the request is refused with 503; Retry-After 1 s. */
 export const FAIL_CLOSED: Outcome = Object.freeze({ allowed: false, limit: 0, remaining: 0, resetMs: 1000, retryAfterMs: 1000, source: 'closed' })
 
+/** Store decisions between two samples of the live node count (policy local's share). */
+const SAMPLE_EVERY = 64
+
 export interface OutageLogger {
   warn (obj: object, msg: string): void
   info (obj: object, msg: string): void
@@ -58,6 +61,9 @@ export class StoreGuard {
   private lastError = ''
   /** The last failure seen: the decisions of one failed batch share one error object, and count as one failure. */
   private lastErr: unknown = undefined
+  /** Live nodes seen while the store worked (sampled every SAMPLE_EVERY decisions) or at degradation. */
+  private knownNodes = 1
+  private untilSample = 0
   private readonly o: StoreGuardOptions
   private readonly now: () => number
   private readonly tripAfter: number
@@ -83,6 +89,7 @@ export class StoreGuard {
     return store.consume(key, rule, cost).then((d) => {
       onDuration?.((performance.now() - t0) / 1000)
       if (this.consecutive !== 0 || this.degraded) this.success()
+      if (--this.untilSample <= 0) this.sampleNodes()
       return d
     }, (err: unknown) => {
       onDuration?.((performance.now() - t0) / 1000)
@@ -105,10 +112,20 @@ export class StoreGuard {
   /** Probe at the next call (e.g. on the client's `ready`): recovery without waiting for the interval. */
   probeNow (): void { this.nextProbeAt = 0 }
 
-  /** The local limiter's share of a rule: limit ÷ live nodes, at least 1 unit. */
+  /**
+   * The local limiter's share of a rule: limit ÷ live nodes, at least 1 unit. Live nodes: the most seen lately or now;
+   * the cluster view itself decays to this node alone while Redis is down, which would hand each node the whole limit.
+   */
   localRule (rule: LimitRule): LimitRule {
-    const n = Math.max(1, Math.floor(this.o.liveNodes?.() ?? 1))
+    const live = Math.floor(this.o.liveNodes?.() ?? 1)
+    const n = live < 1 ? 1 : Math.max(live, this.knownNodes) // 0: no cluster, one node
     return n === 1 ? rule : { algorithm: rule.algorithm, limit: Math.max(1, Math.floor(rule.limit / n)), window: rule.window }
+  }
+
+  /** Remember the live nodes while the store works: the share of policy local is taken from the cluster before the outage. */
+  private sampleNodes (): void {
+    this.untilSample = SAMPLE_EVERY
+    if (this.o.liveNodes !== undefined) this.knownNodes = Math.max(1, Math.floor(this.o.liveNodes()))
   }
 
   private skip (): boolean {
@@ -161,6 +178,7 @@ export class StoreGuard {
       this.degradedSince = now
       // policy local counts from the moment of degradation: nothing left over from an earlier outage
       this.o.localStore?.clear?.()
+      if (this.o.liveNodes !== undefined) this.knownNodes = Math.max(this.knownNodes, Math.floor(this.o.liveNodes()))
       this.o.onDegraded?.(true)
       this.logDegraded(now, 'rate-limit store failing: applying onStoreError policy')
     } else if (now - this.lastLogAt >= (this.o.logInterval ?? 10_000)) {

@@ -113,7 +113,7 @@ export function byStatus (hits: Hit[]): Record<string, number> {
 }
 
 /** GET/PUT against a node's admin API (JSON). */
-export async function admin (base: string, path: string, method = 'GET', body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> {
+export async function admin (base: string, path: string, method = 'GET', body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any, headers: Record<string, string | string[] | undefined> }> {
   const res = await request(base + path, {
     method, dispatcher: agent, headers: { ...AUTH, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body), headersTimeout: 5000, bodyTimeout: 5000,
@@ -121,7 +121,7 @@ export async function admin (base: string, path: string, method = 'GET', body?: 
   const text = await res.body.text()
   let parsed: unknown
   try { parsed = JSON.parse(text) } catch { parsed = text }
-  return { status: res.statusCode, body: parsed }
+  return { status: res.statusCode, body: parsed, headers: res.headers }
 }
 
 /** Node ids in `base`'s cluster view. */
