@@ -89,7 +89,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, nodeId: config.node.id })
   // cluster metrics in the heartbeat, alerts (one evaluator per cluster), the dashboard
   await fastify.register(monitor, {
-    prefix: config.admin.prefix, token: config.admin.token, alerts: config.alerts,
+    prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, alerts: config.alerts,
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
   })
   await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)

@@ -2,7 +2,6 @@
 // the alerts and the dashboard, and runs the cluster's AlertManager (one evaluator per cluster).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { makeTokenCheck } from '../lib/admin-auth.js'
 import { Ticker } from '../lib/cluster/ticker.js'
 import { GatewayError } from '../lib/errors.js'
 import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
@@ -14,10 +13,14 @@ import { DASHBOARD_CSP, DASHBOARD_HTML } from '../lib/monitor/dashboard-page.js'
 import { RateHistory } from '../lib/monitor/history.js'
 import { compileRules, type AlertRuleConfig } from '../lib/monitor/rule.js'
 import { NodeSampler, type NodeSummary } from '../lib/monitor/summary.js'
+import { bearerGuard } from './auth-guard.js'
+import { ownListener } from './own-listener.js'
 
 export interface MonitorOptions {
   /** Admin route prefix (default /gateway). */
   prefix?: string
+  /** `host:port` of the admin listener (admin.listen); absent: the app's own listener. */
+  listen?: string
   /** Admin bearer token; with none, no route is registered (alerts still run). */
   token?: string
   /** ms between two samples of this node (default: the heartbeat, 1 s). */
@@ -112,13 +115,9 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
   const token = opts.token
   if (token === undefined || token === '') return
   const prefix = (opts.prefix ?? '/gateway').replace(/\/$/, '')
-  const check = makeTokenCheck(token)
-  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!check(request.headers.authorization)) {
-      reply.code(401).header('www-authenticate', 'Bearer').send(new GatewayError('UNAUTHORIZED').toJSON())
-      return reply
-    }
-  }
+  // the admin's guard (constant time, failures logged and throttled) and its listener when admin.listen is set
+  const guard = bearerGuard(token, { what: 'admin' })
+  const server = opts.listen === undefined ? fastify : ownListener(fastify, opts.listen, 'admin.listen')
   const alerts = async (reply: FastifyReply): Promise<Awaited<ReturnType<AlertManager['list']>> | undefined> => {
     try {
       return await manager.list()
@@ -129,16 +128,16 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     }
   }
 
-  fastify.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => view())
-  fastify.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => await alerts(reply))
-  fastify.get(`${prefix}/dashboard/data`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
+  server.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => view())
+  server.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => await alerts(reply))
+  server.get(`${prefix}/dashboard/data`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
     const list = await alerts(reply)
     if (list === undefined) return reply
     reply.header('cache-control', 'no-store')
     return { cluster: clusterName, self: nodeId, metrics: view(), alerts: list, history: history.points() }
   })
   // the page holds no data: served without the token, which it asks for and sends in a header
-  fastify.get(`${prefix}/dashboard`, { logLevel: 'warn' }, async (_request, reply) => {
+  server.get(`${prefix}/dashboard`, { logLevel: 'warn' }, async (_request, reply) => {
     reply.type('text/html; charset=utf-8')
       .header('content-security-policy', DASHBOARD_CSP)
       .header('x-content-type-options', 'nosniff')
