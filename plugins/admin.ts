@@ -53,7 +53,7 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
   const auditLog = fastify.log.child({ component: 'audit' })
   const audit = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (!passed.has(request)) return // refused by the guard: logged there
-    auditLog.info({ audit: true, clientIp: request.ip, token: who, method: request.method, route: request.routeOptions.url, status: reply.statusCode, ...audits.get(request) }, 'admin write')
+    auditLog.info({ audit: true, clientIp: request.ip, tokenFingerprint: who, method: request.method, route: request.routeOptions.url, status: reply.statusCode, ...audits.get(request) }, 'admin write')
   }
   const writes: Array<(scope: FastifyInstance) => void> = []
   const admin: AdminRoutes = {
