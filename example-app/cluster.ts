@@ -96,7 +96,7 @@ try {
   }
   const host = config.node.host === '0.0.0.0' ? '127.0.0.1' : config.node.host
   const urls = nodes.map((n) => `http://${host}:${n.port}`)
-  await Promise.all(urls.map(async (u) => await answers(`${u}/health`, 60_000)))
+  await Promise.all(urls.map(async (u) => await answers(`${u}/health`, 300_000))) // tsx compiles each node: slow on a busy machine
   const admin = `${config.admin.prefix}`
   console.log(`
 cluster up: ${NODES} nodes sharing ${redis}

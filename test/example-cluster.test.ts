@@ -11,6 +11,8 @@ import { freePort } from './helpers/redis.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
+t.setTimeout(900_000) // redis, five upstreams and three nodes compiled by tsx: minutes on a busy machine
+
 /** Every descendant pid of `pid` (Linux: ps --ppid). */
 function descendants (pid: number): number[] {
   let out = ''
@@ -64,7 +66,12 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   child.stderr.on('data', (d: Buffer) => { out += d.toString() })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
 
-  await until('the "cluster up" banner', 150_000, async () => out.includes('Ctrl-C stops everything') ? true : undefined)
+  try {
+    await until('the "cluster up" banner', 400_000, async () => out.includes('Ctrl-C stops everything') ? true : (child.exitCode !== null ? false : undefined))
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; its output:\n${out.slice(-3000)}`)
+  }
+  t.equal(child.exitCode, null, 'it runs', { output: out.slice(-3000) })
   const urls = [0, 1, 2].map((i) => `http://127.0.0.1:${base + i}`)
   for (const u of urls) t.match(out, u, `the banner prints ${u}`)
   t.match(out, /metrics: .*\/metrics/)

@@ -1,6 +1,6 @@
 // Cluster metrics: membership size, applied config version, how long a config write took to reach this node, Redis up.
-import { Gauge, Histogram, type Registry } from 'prom-client'
-import { metricOnce } from './registry.js'
+import type { Registry } from 'prom-client'
+import { gauge, histogram } from './registry.js'
 
 export interface ClusterMetrics {
   /** Number of nodes in this node's view (itself included). */
@@ -12,22 +12,15 @@ export interface ClusterMetrics {
 }
 
 export function createClusterMetrics (registry: Registry): ClusterMetrics {
-  const nodes = metricOnce(registry, 'cluster_nodes', () => new Gauge({
-    name: 'cluster_nodes', help: 'Gateway nodes in this node\'s cluster view (itself included)', registers: [registry],
-  }))
-  const version = metricOnce(registry, 'config_version', () => new Gauge({
-    name: 'config_version', help: 'Version of the shared config this node applies (0: its file, never stored)', registers: [registry],
-  }))
-  const propagation = metricOnce(registry, 'config_propagation_seconds', () => new Histogram({
+  const nodes = gauge(registry, { name: 'cluster_nodes', help: 'Gateway nodes in this node\'s cluster view (itself included)' })
+  const version = gauge(registry, { name: 'config_version', help: 'Version of the shared config this node applies (0: its file, never stored)' })
+  const propagation = histogram(registry, {
     name: 'config_propagation_seconds',
     help: 'Time from a config write in Redis to its apply on this node (Redis clock to local clock)',
     // sub-second is the goal (pub/sub); up to a heartbeat or more when a notice was missed
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  }))
-  const redisUp = metricOnce(registry, 'redis_up', () => new Gauge({
-    name: 'redis_up', help: '1 while the cluster\'s Redis answers, else 0', registers: [registry],
-  }))
+  })
+  const redisUp = gauge(registry, { name: 'redis_up', help: '1 while the cluster\'s Redis answers, else 0' })
   return {
     setNodes: (n) => nodes.set(n),
     setConfigVersion: (v) => version.set(v),

@@ -1,6 +1,6 @@
 // Cluster-shared health: hints this node published, and hints it received with what became of them.
-import { Counter, type Registry } from 'prom-client'
-import { metricOnce } from './registry.js'
+import type { Registry } from 'prom-client'
+import { counter } from './registry.js'
 
 export interface HealthHintMetrics {
   sent (kind: string): void
@@ -9,18 +9,16 @@ export interface HealthHintMetrics {
 }
 
 export function createHealthHintMetrics (registry: Registry): HealthHintMetrics {
-  const sent = metricOnce(registry, 'health_hints_sent_total', () => new Counter({
+  const sent = counter(registry, {
     name: 'health_hints_sent_total',
     help: 'Health hints this node published (its own passive ejections and opened circuits), by kind',
     labelNames: ['kind'] as const,
-    registers: [registry],
-  }))
-  const received = metricOnce(registry, 'health_hints_received_total', () => new Counter({
+  })
+  const received = counter(registry, {
     name: 'health_hints_received_total',
     help: 'Health hints received from other nodes, by kind and outcome (applied, or why not)',
     labelNames: ['kind', 'outcome'] as const,
-    registers: [registry],
-  }))
+  })
   return {
     sent: (kind) => sent.inc({ kind }),
     received: (kind, outcome) => received.inc({ kind, outcome }),

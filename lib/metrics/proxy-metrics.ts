@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { Counter, Histogram, type Registry } from 'prom-client'
 import type { UpstreamRegistry } from '../upstream/registry.js'
-import { metricOnce } from './registry.js'
+import { counter, gauge, histogram } from './registry.js'
 
 /** Seconds; covers a fast loopback hop (~0.5 ms) to a slow upstream (10 s). */
 export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -71,24 +71,22 @@ export function createProxyMetrics (registry: Registry, upstreams: UpstreamRegis
     stores.set(registry, store)
   }
   const routes = store
-  const requests = metricOnce(registry, 'proxy_requests_total', () => new Counter({
+  const requests = counter(registry, {
     name: 'proxy_requests_total',
     help: 'Proxied requests by route, upstream and the status class the client got',
     labelNames: ['route', 'upstream', 'status_class'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const r of routes.values()) {
         for (let c = 0; c < 5; c++) if (r.byClass[c] > 0) this.inc(r.classLabels[c], r.byClass[c])
       }
     },
-  }))
-  const duration = metricOnce(registry, 'proxy_request_duration_seconds', () => new Histogram({
+  })
+  const duration = histogram(registry, {
     name: 'proxy_request_duration_seconds',
     help: 'Time from request received to response sent, by route and upstream',
     labelNames: ['route', 'upstream'] as const,
     buckets: DURATION_BUCKETS,
-    registers: [registry],
     collect () {
       this.reset()
       const byLabels = new Map<object, RouteCounters>()
@@ -107,37 +105,34 @@ export function createProxyMetrics (registry: Registry, upstreams: UpstreamRegis
         e.count = r.count
       }
     },
-  }))
-  metricOnce(registry, 'upstream_target_in_flight', () => new Gauge({
+  })
+  gauge(registry, {
     name: 'upstream_target_in_flight',
     help: 'Requests in flight to each target',
     labelNames: ['upstream', 'target'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const e of upstreams) for (const t of e.pool.targets) this.set({ upstream: e.name, target: t.id }, t.inFlight)
     },
-  }))
-  metricOnce(registry, 'upstream_target_selections_total', () => new Counter({
+  })
+  counter(registry, {
     name: 'upstream_target_selections_total',
     help: 'Times the balancer picked each target',
     labelNames: ['upstream', 'target'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const e of upstreams) for (const t of e.pool.targets) this.inc({ upstream: e.name, target: t.id }, t.selections)
     },
-  }))
-  metricOnce(registry, 'upstream_target_weight', () => new Gauge({
+  })
+  gauge(registry, {
     name: 'upstream_target_weight',
     help: 'Configured weight of each target',
     labelNames: ['upstream', 'target'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const e of upstreams) for (const t of e.pool.targets) this.set({ upstream: e.name, target: t.id }, t.weight)
     },
-  }))
+  })
 
   return {
     requests,

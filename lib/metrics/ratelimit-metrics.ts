@@ -1,5 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { metricOnce } from './registry.js'
+import type { Registry } from 'prom-client'
+import { counter, gauge, histogram } from './registry.js'
 
 export const DECISIONS = ['allowed', 'limited', 'shadow_limited', 'error_open', 'error_closed', 'local'] as const
 export type DecisionLabel = typeof DECISIONS[number]
@@ -29,44 +29,39 @@ export function createRateLimitMetrics (registry: Registry): RateLimitMetrics {
     const c: Counts = { routes: new Map(), errors: 0 }
     counts = c
     countsOf.set(registry, c)
-    metricOnce(registry, 'ratelimit_decisions_total', () => new Counter({
+    counter(registry, {
       name: 'ratelimit_decisions_total',
       help: 'Rate-limit decisions by route: allowed, limited, shadow_limited (would have been limited), error_open / error_closed / local (store failing)',
       labelNames: ['route', 'decision'] as const,
-      registers: [registry],
       collect () {
         this.reset()
         for (const [route, d] of c.routes) for (const k of DECISIONS) if (d[k] > 0) this.inc({ route, decision: k }, d[k])
       },
-    }))
-    metricOnce(registry, 'ratelimit_store_errors_total', () => new Counter({
+  })
+    counter(registry, {
       name: 'ratelimit_store_errors_total',
       help: 'Rate-limit store calls that failed (Redis down, deadline passed)',
-      registers: [registry],
       collect () {
         this.reset()
         this.inc(c.errors)
       },
-    }))
+  })
   }
   const shared = counts
-  const duration = metricOnce(registry, 'ratelimit_store_duration_seconds', () => new Histogram({
+  const duration = histogram(registry, {
     name: 'ratelimit_store_duration_seconds',
     help: 'Duration of rate-limit store calls, failed ones included',
     buckets: STORE_BUCKETS,
-    registers: [registry],
-  }))
-  const degraded = metricOnce(registry, 'ratelimit_degraded', () => new Gauge({
+  })
+  const degraded = gauge(registry, {
     name: 'ratelimit_degraded',
     help: '1 while the rate-limit store fails and the onStoreError policy applies',
-    registers: [registry],
-  }))
-  const late = metricOnce(registry, 'ratelimit_store_late_decisions_total', () => new Counter({
+  })
+  const late = counter(registry, {
     name: 'ratelimit_store_late_decisions_total',
     help: 'Decisions of store calls answered after their deadline (decided by onStoreError), by what Redis decided: allowed, refused (the excess fail_open let through)',
     labelNames: ['redis'] as const,
-    registers: [registry],
-  }))
+  })
   degraded.set(0)
   return {
     forRoute (route) {

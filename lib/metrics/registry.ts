@@ -1,4 +1,4 @@
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type GaugeConfiguration, type HistogramConfiguration } from 'prom-client'
 
 /** A Registry owned by one app (never prom-client's global one), optionally with process metrics. */
 export function createRegistry (opts: { defaultMetrics?: boolean, prefix?: string } = {}): Registry {
@@ -11,4 +11,19 @@ export function createRegistry (opts: { defaultMetrics?: boolean, prefix?: strin
 export function metricOnce<T> (registry: Registry, name: string, make: () => T): T {
   const existing = registry.getSingleMetric(name)
   return (existing as T | undefined) ?? make()
+}
+
+/** A Counter on `registry` (the one already there under that name, if any). */
+export function counter<T extends string> (registry: Registry, config: Omit<CounterConfiguration<T>, 'registers'>): Counter<T> {
+  return metricOnce(registry, config.name, () => new Counter<T>({ ...config, registers: [registry] }))
+}
+
+/** A Gauge on `registry` (the one already there under that name, if any). */
+export function gauge<T extends string> (registry: Registry, config: Omit<GaugeConfiguration<T>, 'registers'>): Gauge<T> {
+  return metricOnce(registry, config.name, () => new Gauge<T>({ ...config, registers: [registry] }))
+}
+
+/** A Histogram on `registry` (the one already there under that name, if any). */
+export function histogram<T extends string> (registry: Registry, config: Omit<HistogramConfiguration<T>, 'registers'>): Histogram<T> {
+  return metricOnce(registry, config.name, () => new Histogram<T>({ ...config, registers: [registry] }))
 }
