@@ -26,6 +26,7 @@ export const ERRORS = {
   RATE_LIMIT_STORE_TIMEOUT: { code: 'FHG_ERR_RATE_LIMIT_STORE_TIMEOUT', statusCode: 503, message: 'Rate-limit store gave no answer within %s ms' },
   RATE_LIMIT_STORE_FAILED: { code: 'FHG_ERR_RATE_LIMIT_STORE_FAILED', statusCode: 503, message: 'Rate-limit store failed: %s' },
   NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s' },
+  UPGRADE_REFUSED: { code: 'FHG_ERR_UPGRADE_REFUSED', statusCode: 403, message: 'Route "%s" does not take Upgrade requests' },
   RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later' },
 } as const satisfies Record<string, GatewayErrorDef>
 
@@ -49,7 +50,7 @@ export class GatewayError extends Error {
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 }
 export function httpReason (status: number): string {

@@ -5,6 +5,7 @@ import { isNormalizedConfig, validateConfig, type GatewayConfig, type GatewayCon
 import { fileRouteTable } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
+import { onUpgrade } from './upgrade.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import type { LoadBalancerOptions } from '../types/index.js'
 import admin from './admin.js'
@@ -55,6 +56,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
+    websocketIdle: config.proxy.timeouts.websocketIdle,
+    drainTimeout: config.drain.timeout,
     ...toFailoverSpecs(config),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
     notify: config.notifications.map((n) => n.type === 'webhook'
@@ -75,6 +78,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
   await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, nodeId: config.node.id })
   await fastify.register(responseCache) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
+  // Fastify does not route upgrades: the configured routes take them here (lib/proxy/upgrade.ts)
+  onUpgrade(fastify, routes)
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
   // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
@@ -13,6 +15,8 @@ import type { RoutePlan } from '../lib/proxy/state.js'
 import { Notifications } from '../lib/failover/index.js'
 import { createFailoverMetrics } from '../lib/metrics/failover-metrics.js'
 import { compileHashOn } from '../lib/proxy/hash-key.js'
+import { UpgradeProxy, type UpgradeRoute } from '../lib/proxy/upgrade.js'
+import { createUpgradeMetrics } from '../lib/metrics/upgrade-metrics.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
 import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
 import type { UpstreamEntry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstream/registry.js'
@@ -26,12 +30,32 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
   readonly agent: Agent
   readonly failover: FailoverRegistry
   readonly notifications: Notifications
-  constructor (upstreams: UpstreamRegistry, agent: Agent, failover: FailoverRegistry, notifications: Notifications) {
+  readonly upgrades: UpgradeProxy
+  /** Each route config's upgrade plan, made once (WeakMap: a config object dropped by config sync goes with it). */
+  private readonly upgradePlans = new WeakMap<object, UpgradeRoute>()
+  constructor (upstreams: UpstreamRegistry, agent: Agent, failover: FailoverRegistry, notifications: Notifications, upgrades: UpgradeProxy) {
     super()
     this.upstreams = upstreams
     this.agent = agent
     this.failover = failover
     this.notifications = notifications
+    this.upgrades = upgrades
+  }
+
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions & { gatewayRoute?: string }): void {
+    let plan = this.upgradePlans.get(config)
+    if (plan === undefined) {
+      const name = String(config.upstream)
+      plan = {
+        upstream: name,
+        strategy: config.strategy,
+        hashKey: config.hashOn !== undefined ? compileHashOn(config.hashOn) : undefined,
+        label: config.gatewayRoute ?? 'unknown',
+        maxRetries: this.failover.forRoute(name, config.failover, undefined).policy.maxRetries,
+      }
+      this.upgradePlans.set(config, plan)
+    }
+    this.upgrades.handle(req, socket, head, plan)
   }
 
   addUpstream (name: string, spec: UpstreamSpec): UpstreamEntry { return this.upstreams.upsert(name, spec) }
@@ -84,7 +108,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   // breakers exist from boot, so circuit_state and the admin status show them before traffic
   for (const e of upstreams) failovers.get(e)
 
-  const lb = new GatewayLoadBalancer(upstreams, agent, failovers, notifications)
+  const upgrades = new UpgradeProxy({
+    upstreams,
+    metrics: fastify.hasDecorator('gatewayMetrics') ? createUpgradeMetrics(fastify.gatewayMetrics.registry) : undefined,
+    idleTimeout: opts.websocketIdle ?? 0,
+    log: (msg, data) => { fastify.log.warn(data, msg) },
+  })
+  const lb = new GatewayLoadBalancer(upstreams, agent, failovers, notifications, upgrades)
   const engine = new ProxyEngine({
     upstreams,
     failovers,
@@ -158,7 +188,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   fastify.decorate('loadBalancer', lb)
   fastify.decorateReply('proxy', proxy)
 
+  // upgraded sockets hold server.close(): they get the drain time (opts.drainTimeout), then a 1001 close
+  fastify.addHook('preClose', (done) => {
+    if (upgrades.size > 0) void upgrades.drain(opts.drainTimeout ?? 0)
+    done()
+  })
   fastify.addHook('onClose', async () => {
+    upgrades.closeAll()
     failovers.dispose()
     await notifications.close()
     await agent.close().catch(() => agent.destroy())

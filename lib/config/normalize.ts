@@ -107,9 +107,10 @@ function retryOn (items: Array<number | string>): RetryOn {
 /** Values derived from other values, once defaults are in (see the schema descriptions). */
 export function resolveDerived (cfg: GatewayConfig, input: GatewayConfigInput): void {
   cfg.node.id ??= `${hostname()}-${process.pid}`
+  const { websocketIdle: _upgradesOnly, ...requestTimeouts } = cfg.proxy.timeouts
   for (const u of Object.values(cfg.upstreams)) {
     u.targets ??= []
-    u.timeouts = { ...cfg.proxy.timeouts, ...u.timeouts }
+    u.timeouts = { ...requestTimeouts, ...u.timeouts }
     if (u.hashOn !== undefined) u.hashOn = lowerHeader(u.hashOn)
     else if (u.strategy === 'consistent_hash') u.hashOn = DEFAULTS.upstream.hashOn
     const a = u.healthCheck.active

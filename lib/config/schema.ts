@@ -139,6 +139,7 @@ const ProxyTimeouts = Obj({
   connect: Def(Duration('TCP (and TLS) connect timeout; 0: none'), T.connect),
   headers: Def(Duration('Time to the response headers; 0: none'), T.headers),
   body: Def(Duration('Longest idle time between two body chunks; 0: none'), T.body),
+  websocketIdle: Def(Duration('Close an upgraded (WebSocket) connection silent both ways this long; 0: never (pings count as traffic)'), D.proxy.websocketIdle),
 }, 'Upstream timeouts')
 const UpstreamTimeouts = Obj({
   connect: Type.Optional(Duration('Connect timeout (default: proxy.timeouts.connect)')),
@@ -155,7 +156,7 @@ const Upstream = Obj({
   circuitBreaker: Type.Optional(CircuitBreaker),
   discovery: Type.Optional(Obj({ service: Type.String({ minLength: 1, description: 'Service name in the registry' }) },
     'Targets from the service registry (added to the static targets)')),
-  timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Normalized<typeof ProxyTimeouts>>),
+  timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Omit<Normalized<typeof ProxyTimeouts>, 'websocketIdle'>>),
 }, 'A named pool of targets')
 
 // ---- rate limiting ----
@@ -202,6 +203,7 @@ const Route = Obj({
   rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
   failover: Derived(FailoverOverride),
   cache: Type.Optional(Obj({ ttl: Duration('How long a GET answer is cached') }, 'Response cache; absent: off')),
+  websocket: Def(Type.Boolean({ description: 'Proxy Upgrade requests (WebSocket and others) on this route; false: refused with 403' }), D.route.websocket),
   fallbackResponse: Type.Optional(Obj({
     status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
     body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],

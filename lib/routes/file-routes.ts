@@ -17,6 +17,8 @@ export interface FileRouteConfig {
   fallbackResponse: RouteConfig['fallbackResponse']
   rateLimit: RouteConfig['rateLimit']
   cache: RouteConfig['cache']
+  /** false: Upgrade requests are refused. */
+  websocket: boolean
 }
 
 // fingerprint of each config object built here: an unchanged route keeps its object (and so its plans)
@@ -45,6 +47,7 @@ export function fileRouteTable (config: GatewayConfig, previous?: RouteTable): R
       fallbackResponse: route.fallbackResponse,
       rateLimit: route.rateLimit,
       cache: route.cache,
+      websocket: route.websocket,
     }
     const fp = fingerprint(route.methods, built)
     let cfg: object = built
