@@ -1,3 +1,4 @@
+import http from 'node:http'
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
@@ -18,7 +19,8 @@ import metrics from './metrics.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
-const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+// every method Node's HTTP parser reads (PROPFIND, PURGE, ...); CONNECT never reaches a route
+const ALL_METHODS = http.METHODS.filter((m) => m !== 'CONNECT')
 
 export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
 
@@ -83,10 +85,12 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
   // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.
+  const known = new Set(fastify.supportedMethods)
+  for (const m of ALL_METHODS) if (!known.has(m)) fastify.addHttpMethod(m, { hasBody: true })
   await fastify.register(async (scope) => {
     passThroughBodies(scope)
     // `/*` also matches `/`; a route of its own for `/` would clash with an app's `GET /`
-    scope.route({ method: [...ALL_METHODS], url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
+    scope.route({ method: ALL_METHODS, url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
   })
 }
 

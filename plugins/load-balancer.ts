@@ -15,6 +15,7 @@ import type { RoutePlan } from '../lib/proxy/state.js'
 import { Notifications } from '../lib/failover/index.js'
 import { createFailoverMetrics } from '../lib/metrics/failover-metrics.js'
 import { compileHashOn } from '../lib/proxy/hash-key.js'
+import { compileUpstreamPath } from '../lib/proxy/upstream-path.js'
 import { UpgradeProxy, type UpgradeRoute } from '../lib/proxy/upgrade.js'
 import { createUpgradeMetrics } from '../lib/metrics/upgrade-metrics.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
@@ -42,7 +43,7 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
     this.upgrades = upgrades
   }
 
-  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions & { gatewayRoute?: string }): void {
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions): void {
     let plan = this.upgradePlans.get(config)
     if (plan === undefined) {
       const name = String(config.upstream)
@@ -52,6 +53,8 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
         hashKey: config.hashOn !== undefined ? compileHashOn(config.hashOn) : undefined,
         label: config.gatewayRoute ?? 'unknown',
         maxRetries: this.failover.forRoute(name, config.failover, undefined).policy.maxRetries,
+        preserveHost: config.preserveHost === true,
+        upstreamPath: compileUpstreamPath(config.gatewayRoute ?? '/', config),
       }
       this.upgradePlans.set(config, plan)
     }
@@ -147,11 +150,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
       generation: -1,
       metrics: metrics?.forRoute(label, src.upstream),
       failover: failovers.forRoute(src.upstream, src.failover, src.fallbackResponse),
+      upstreamPath: compileUpstreamPath(src.gatewayRoute ?? '/', src),
+      preserveHost: src.preserveHost === true,
     }
   }
 
   function planFor (request: FastifyRequest, override: ProxyOptions | undefined): RoutePlan {
-    const config = routeConfigOf(request) as ProxyOptions & { gatewayRoute?: string }
+    const config = routeConfigOf(request) as ProxyOptions
     const key = override ?? config
     let plan = plans.get(key)
     if (plan === undefined) {

@@ -7,13 +7,16 @@ import { GatewayError } from '../lib/errors.js'
 import { answer } from '../lib/proxy/upgrade.js'
 import type { FileRouteConfig } from '../lib/routes/file-routes.js'
 import type { RouteTableRef } from '../lib/routes/route-table.js'
+import { resolveSplit } from '../lib/routes/split.js'
 
 export function onUpgrade (fastify: FastifyInstance, routes: RouteTableRef): void {
   const server = fastify.server
   if (typeof (server as { on?: unknown }).on !== 'function') return
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const upgrade = String(req.headers.upgrade ?? '').toLowerCase()
-    const matched = upgrade === 'h2c' ? undefined : routes.current.match(req.method ?? 'GET', req.url ?? '/') as FileRouteConfig | undefined
+    const url = req.url ?? '/'
+    const found = upgrade === 'h2c' ? undefined : routes.current.match(req.method ?? 'GET', url, req.headers)
+    const matched = found === undefined ? undefined : resolveSplit(found, { ip: req.socket.remoteAddress, url, headers: req.headers }) as FileRouteConfig
     if (matched === undefined) {
       // another upgrade listener (e.g. @fastify/websocket on an app route) owns it; else an ordinary request
       if (server.listenerCount('upgrade') > 1) return

@@ -28,6 +28,14 @@ export interface ProxyOptions {
   failover?: FailoverOptions
   /** Static answer when no target could serve (no eligible target, or every try failed). */
   fallbackResponse?: FallbackResponse
+  /** Route prefix that stripPrefix / rewritePrefix replace (the configured routes set it to their path). */
+  gatewayRoute?: string
+  /** Remove `gatewayRoute` from the path sent upstream. */
+  stripPrefix?: boolean
+  /** Replace `gatewayRoute` with this prefix in the path sent upstream. */
+  rewritePrefix?: string
+  /** Send the client's Host upstream instead of the target's. */
+  preserveHost?: boolean
 }
 
 export interface LoadBalancerOptions {
@@ -65,7 +73,7 @@ export interface LoadBalancer extends EventEmitter {
   removeTarget (upstream: string, id: string): Target
   setWeight (upstream: string, id: string, weight: number): Target
   /** Proxy an upgrade request (the server's 'upgrade' event) on the route whose config is `config`. */
-  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions & { gatewayRoute?: string }): void
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions): void
   /** The open upgraded connections. */
   readonly upgrades: UpgradeProxy
   status (): Record<string, { strategy: Strategy, targets: Array<Record<string, unknown>> }>

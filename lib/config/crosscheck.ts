@@ -16,7 +16,9 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const known = names.length === 0 ? 'none are defined' : `known: ${names.join(', ')}`
   const unknownUpstream = (name: string): string => `unknown upstream "${name}" (${known})`
   const routesByUpstream = new Map<string, GatewayConfig['routes']>()
-  for (const r of cfg.routes) routesByUpstream.set(r.upstream, [...(routesByUpstream.get(r.upstream) ?? []), r])
+  for (const r of cfg.routes) {
+    for (const name of routeUpstreams(r)) routesByUpstream.set(name, [...(routesByUpstream.get(name) ?? []), r])
+  }
 
   cfg.notifications.forEach((n, i) => {
     if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
@@ -63,23 +65,34 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
 
   checkRules(cfg.rateLimit.default, ['rateLimit', 'default'], input.rateLimit?.default, add)
   const reserved = reservedPaths(cfg)
-  const seen: Array<{ path: string, methods?: string[], index: number }> = []
+  const seen: Array<{ path: string, methods?: string[], scope: string, index: number }> = []
   cfg.routes.forEach((r, i) => {
     const at: Seg = ['routes', i]
-    const u = cfg.upstreams[r.upstream] as GatewayConfig['upstreams'][string] | undefined
-    if (u === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
+    if (r.upstream === undefined && r.split === undefined) add([...at, 'upstream'], 'a route needs upstream or split')
+    if (r.upstream !== undefined && r.split !== undefined) add([...at, 'split'], 'set upstream or split, not both')
+    if (r.upstream !== undefined && cfg.upstreams[r.upstream] === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
+    r.split?.forEach((side, j) => {
+      if (cfg.upstreams[side.upstream] === undefined) add([...at, 'split', j, 'upstream'], unknownUpstream(side.upstream))
+      const first = r.split!.findIndex(x => x.upstream === side.upstream)
+      if (first !== j) add([...at, 'split', j, 'upstream'], `"${side.upstream}" is already split[${first}]`)
+    })
+    if (r.stripPrefix && r.rewritePrefix !== undefined) add([...at, 'rewritePrefix'], 'set stripPrefix or rewritePrefix, not both')
+    const primary = r.upstream ?? r.split?.[0]?.upstream
+    const u = primary === undefined ? undefined : cfg.upstreams[primary] as GatewayConfig['upstreams'][string] | undefined
     const strategy = r.strategy ?? u?.strategy
-    if (r.hashOn !== undefined && strategy !== 'consistent_hash') {
-      add([...at, 'hashOn'], `is only used by strategy consistent_hash (this route uses ${strategy ?? 'round_robin'})`)
+    if (r.hashOn !== undefined && strategy !== 'consistent_hash' && r.split === undefined) {
+      add([...at, 'hashOn'], `is only used by strategy consistent_hash or a split (this route uses ${strategy ?? 'round_robin'})`)
     }
-    if (r.failover !== undefined) checkFailover(r.failover, [...at, 'failover'], r.upstream, add, unknownUpstream, cfg)
+    if (r.failover !== undefined && primary !== undefined) checkFailover(r.failover, [...at, 'failover'], primary, add, unknownUpstream, cfg)
     checkRules(r.rateLimit, [...at, 'rateLimit'], input.routes?.[i]?.rateLimit, add)
     const path = r.path.length > 1 ? r.path.replace(/\/+$/, '') || '/' : r.path
     const clash = reserved.find(x => path === x || path.startsWith(x + '/'))
-    if (clash !== undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
-    const dup = seen.find(s => s.path === path && overlap(s.methods, r.methods))
+    if (clash !== undefined && r.hosts === undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
+    // two routes with one path differ by their hosts or match conditions, or they are duplicates
+    const scope = JSON.stringify([r.hosts?.map(h => h.toLowerCase()).sort() ?? null, r.match?.headers === undefined ? null : Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]).sort()])
+    const dup = seen.find(s => s.path === path && s.scope === scope && overlap(s.methods, r.methods))
     if (dup !== undefined) add([...at, 'path'], `duplicates routes[${dup.index}] (${path})`)
-    seen.push({ path, methods: r.methods, index: i })
+    seen.push({ path, methods: r.methods, scope, index: i })
   })
   return issues
 }
@@ -111,6 +124,11 @@ function reservedPaths (cfg: GatewayConfig): string[] {
   if (cfg.admin.token !== undefined) out.push(cfg.admin.prefix)
   if (cfg.metrics.enabled) out.push(cfg.metrics.path)
   return out
+}
+
+/** The upstreams a route sends to: its upstream, or each side of its split. */
+export function routeUpstreams (r: GatewayConfig['routes'][number]): string[] {
+  return r.upstream !== undefined ? [r.upstream] : (r.split ?? []).map(s => s.upstream)
 }
 
 function overlap (a?: string[], b?: string[]): boolean {

@@ -52,7 +52,7 @@ export const DEFAULTS = {
     halfOpenRequests: 1,
   },
   timeouts: { connect: 5000, headers: 30_000, body: 30_000 },
-  route: { websocket: true },
+  route: { websocket: true, stripPrefix: false, preserveHost: false },
   rateLimitRule: { key: 'ip', cost: 1, mode: 'exact', shadow: false },
   rateLimit: { onStoreError: 'fail_open', storeTimeout: 50, headers: 'draft', allowList: [], trustProxy: false },
   fallbackResponse: { status: 503 },

@@ -6,7 +6,7 @@ export { validateConfig, configIssues, isNormalizedConfig, kNormalized, configIn
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
 export { statusIn, statusRange } from './normalize.js'
 export {
-  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, HTTP_METHODS,
+  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS,
   type GatewayConfig, type GatewayConfigInput, type UpstreamConfigInput, type TargetConfigInput, type RouteConfigInput,
   type NodeConfig, type ClusterConfig, type RedisConfig, type UpstreamConfig, type TargetConfig,
   type HealthCheckConfig, type ActiveHealthCheckConfig, type PassiveHealthCheckConfig, type RecoveryConfig,

@@ -123,9 +123,11 @@ export function resolveDerived (cfg: GatewayConfig, input: GatewayConfigInput): 
   for (const rule of cfg.rateLimit.default ?? []) rule.key = lowerHeader(rule.key)
   const globalLimits = cfg.rateLimit.default ?? []
   cfg.routes.forEach((r, i) => {
-    // cross-checks ran first: the upstream exists
-    const u = cfg.upstreams[r.upstream]
+    // cross-checks ran first: the upstream (or a split's first side) exists; a split route's derived values come from its first side
+    const u = cfg.upstreams[r.upstream ?? r.split![0].upstream]
     if (r.path.length > 1) r.path = r.path.replace(/\/+$/, '') || '/'
+    if (r.hosts !== undefined) r.hosts = r.hosts.map(h => h.toLowerCase())
+    if (r.match !== undefined) r.match.headers = Object.fromEntries(Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]))
     r.strategy ??= u.strategy
     if (r.hashOn !== undefined) r.hashOn = lowerHeader(r.hashOn)
     else if (r.strategy === 'consistent_hash') r.hashOn = u.hashOn ?? DEFAULTS.upstream.hashOn

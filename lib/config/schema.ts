@@ -11,11 +11,11 @@ const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+" // RFC 9110 token: header and cookie
 export const RATE_LIMIT_ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
 export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
 export const RETRY_CONDITIONS = ['connect_failure', 'reset', 'timeout'] as const
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
 
 const Strategy = (d: string) => StringEnum(STRATEGIES, d)
-const HashOn = () => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
-  ...doc('Request key for consistent_hash (header names are matched case-insensitively)', 'ip, path, header:<name> or cookie:<name>') })
+const HashOn = (more = '') => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
+  ...doc(`Request key for consistent_hash (header names are matched case-insensitively; a request without the header or cookie hashes on its client IP)${more}`, 'ip, path, header:<name> or cookie:<name>') })
+const HOST_PATTERN = '^(?:\\*\\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$'
 const Int = (min: number, description: string, max?: number) =>
   Type.Integer(max === undefined ? { minimum: min, description } : { minimum: min, maximum: max, description })
 const Percent = (description: string) => Type.Number({ minimum: 0, maximum: 100, description })
@@ -196,10 +196,23 @@ const FailoverOverride = withoutDefaults(Obj(Failover.properties, 'Overrides of 
 const Route = Obj({
   path: Type.String({ pattern: '^/[^\\s?#*:]*$', ...doc('Path prefix: matches itself and everything below it; forwarded as is',
     'a path starting with / (a prefix: no *, :param, ? or #)') }),
-  methods: Type.Optional(Type.Array(StringEnum(HTTP_METHODS, 'HTTP method'), { minItems: 1, uniqueItems: true, description: 'Methods routed (default: all)' })),
-  upstream: Type.String({ minLength: 1, description: 'Upstream that serves the route' }),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Z-]+$", ...doc('HTTP method (any upper-case token: GET, HEAD, POST, PROPFIND, PURGE, ...)', 'an upper-case method token: GET, HEAD, POST, PROPFIND, ...') }),
+    { minItems: 1, uniqueItems: true, description: 'Methods routed, case-sensitive as HTTP (default: all)' })),
+  hosts: Type.Optional(Type.Array(Type.String({ pattern: HOST_PATTERN, ...doc('Host name: exact (api.example.com) or *.example.com (any subdomain, not the apex)', 'a host name or *.domain') }),
+    { minItems: 1, uniqueItems: true, description: 'Hosts the route serves, matched on Host (port ignored) before the path; absent: any host (routes with hosts are tried first)' })),
+  upstream: Type.Optional(Type.String({ minLength: 1, description: 'Upstream that serves the route (or split)' })),
+  split: Type.Optional(Type.Array(Obj({
+    upstream: Type.String({ minLength: 1, description: 'Upstream of this side' }),
+    weight: Type.Number({ exclusiveMinimum: 0, description: 'Relative share of the requests (> 0)' }),
+  }, 'One side of a split'), { minItems: 1, description: 'Weighted split between upstreams instead of upstream (canary, blue-green); sticky by the route\'s hashOn when set' })),
+  match: Type.Optional(Obj({
+    headers: Type.Record(Type.String({ pattern: `^${TOKEN}$` }), Type.String(), { description: 'Header values a request must carry, all of them (names case-insensitive, values exact)' }),
+  }, 'Conditions of this route: a route with match is tried before routes without on the same path and hosts')),
+  stripPrefix: Def(Type.Boolean({ description: 'Remove the route path from the path sent upstream (the query string is kept)' }), D.route.stripPrefix),
+  rewritePrefix: Type.Optional(Type.String({ pattern: '^/[^\\s?#]*$', ...doc('Replace the route path with this prefix upstream (the query string is kept)', 'a path starting with /') })),
+  preserveHost: Def(Type.Boolean({ description: 'Send the client\'s Host upstream (default: the target\'s host)' }), D.route.preserveHost),
   strategy: Derived(Strategy('Strategy for this route (default: the upstream\'s)')),
-  hashOn: Type.Optional(HashOn()),
+  hashOn: Type.Optional(HashOn('; on a split route, it also makes the split sticky')),
   rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
   failover: Derived(FailoverOverride),
   cache: Type.Optional(Obj({ ttl: Duration('How long a GET answer is cached') }, 'Response cache; absent: off')),

@@ -71,6 +71,7 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       },
       rewriteRequestHeaders (req: FromRequest, headers: HeaderBag): HeaderBag {
         stripHopByHop(headers)
+        if (req[kProxy]?.plan.preserveHost === true && req.headers.host !== undefined) headers.host = req.headers.host
         return setForwarded(headers, req.ip, req.protocol, req.headers.host as string | undefined)
       },
       rewriteHeaders (headers: HeaderBag, req: FromRequest): HeaderBag {
@@ -293,7 +294,8 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     st.responding = attempt
     this.dispatcher.arm(attempt)
     try {
-      reply.from(undefined, st.fromOpts as never)
+      const path = st.plan.upstreamPath
+      reply.from(path === undefined ? undefined : path(reply.request.url), st.fromOpts as never)
     } catch (err) {
       // reply-from validates the URL synchronously (e.g. path traversal): the try never started.
       this.dispatcher.disarm()

@@ -24,8 +24,8 @@ export interface UpgradeRoute {
   maxRetries: number
   /** Send the client's Host upstream instead of the target's. */
   preserveHost?: boolean
-  /** The path sent upstream (stripPrefix/rewritePrefix); absent: the request's URL as is. */
-  upstreamPath?: string
+  /** The path sent upstream from the request URL (stripPrefix/rewritePrefix); absent: the URL as is. */
+  upstreamPath?: ((url: string) => string) | undefined
 }
 
 export interface UpgradeProxyOptions {
@@ -93,7 +93,7 @@ export class UpgradeProxy {
       host: url.hostname.replace(/^\[|\]$/g, ''),
       port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
       method: req.method,
-      path: route.upstreamPath ?? req.url,
+      path: route.upstreamPath === undefined ? req.url : withQuery(route.upstreamPath(req.url ?? '/'), req.url ?? ''),
       headers,
       agent: false,
       servername: secure ? url.hostname : undefined,
@@ -258,6 +258,11 @@ function upstreamHeaders (req: http.IncomingMessage, targetHost: string, preserv
   if (!preserveHost) out.host = targetHost
   const encrypted = (req.socket as { encrypted?: boolean }).encrypted === true
   return setForwarded(out, req.socket.remoteAddress, encrypted ? 'https' : 'http', req.headers.host)
+}
+
+function withQuery (path: string, url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? path : path + url.slice(q)
 }
 
 function statusLine (status: number, message: string | undefined): string {
