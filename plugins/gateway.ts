@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
+import type tls from 'node:tls'
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
@@ -33,6 +35,8 @@ export function toUpstreamSpecs (config: GatewayConfig): Record<string, Upstream
       hashOn: u.hashOn,
       targets: u.targets.map((t) => ({ id: t.id, url: t.url, weight: t.weight, metadata: t.metadata })),
       timeouts: u.timeouts,
+      tls: u.tls,
+      http2: u.http2,
     }
   }
   return out
@@ -128,7 +132,9 @@ export interface StartNodeOptions {
 
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
+  const nodeTls = config.node.tls
   const app = Fastify({
+    ...listenerOptions(config),
     logger: opts.logger ?? false,
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.
     forceCloseConnections: 'idle',
@@ -138,6 +144,19 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
   })
   await app.register(gateway, { config })
   const address = await app.listen({ host: config.node.host, port: config.node.port })
+  if (nodeTls !== undefined) {
+    // SIGHUP: read the certificate files again; new handshakes use them, open connections are kept
+    const reload = (): void => {
+      try {
+        (app.server as unknown as tls.Server).setSecureContext(secureContextOf(nodeTls))
+        app.log.info({ cert: nodeTls.cert }, 'TLS certificate reloaded')
+      } catch (err) {
+        app.log.error({ err, cert: nodeTls.cert }, 'TLS reload failed: the previous certificate stays')
+      }
+    }
+    process.on('SIGHUP', reload)
+    app.server.once('close', () => { process.off('SIGHUP', reload) })
+  }
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     closing ??= drainAndClose(app, config)
@@ -176,6 +195,26 @@ async function drainAndClose (app: FastifyInstance, config: GatewayConfig): Prom
   })
   await Promise.race([app.close(), bounded])
   clearTimeout(timer)
+}
+
+type NodeTls = NonNullable<GatewayConfig['node']['tls']>
+
+function secureContextOf (t: NodeTls): tls.SecureContextOptions & { requestCert: boolean } {
+  return {
+    cert: readFileSync(t.cert),
+    key: readFileSync(t.key),
+    ca: t.ca === undefined ? undefined : readFileSync(t.ca),
+    requestCert: t.requestCert,
+    minVersion: t.minVersion,
+  }
+}
+
+/** Fastify's server options for node.tls / node.http2 (HTTP/1.1 stays available by ALPN). */
+function listenerOptions (config: GatewayConfig): Record<string, unknown> {
+  const t = config.node.tls
+  if (t === undefined) return {}
+  const https = { ...secureContextOf(t), rejectUnauthorized: t.requestCert }
+  return config.node.http2 ? { http2: true, https: { ...https, allowHTTP1: true } } : { https }
 }
 
 export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`

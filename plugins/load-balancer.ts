@@ -91,10 +91,15 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     keepAliveTimeout: opts.agent?.keepAliveTimeout ?? 4_000,
     connections: opts.agent?.connections ?? null,
     pipelining: 1,
-    factory: (origin, poolOpts) => new Pool(origin, {
-      ...poolOpts,
-      connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin))),
-    }),
+    factory: (origin, poolOpts) => {
+      // TLS and HTTP/2 of the origin's upstream, fixed when its pool is made
+      const entry = upstreamOf(upstreams, String(origin))
+      return new Pool(origin, {
+        ...poolOpts,
+        allowH2: entry?.http2 === true,
+        connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin)), (entry?.tls ?? {}) as Parameters<typeof liveConnector>[1]),
+      })
+    },
   })
 
   const metrics = fastify.hasDecorator('gatewayMetrics')
@@ -204,6 +209,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     await notifications.close()
     await agent.close().catch(() => agent.destroy())
   })
+}
+
+function upstreamOf (upstreams: UpstreamRegistry, origin: string): UpstreamEntry | undefined {
+  for (const e of upstreams) {
+    for (const t of e.pool.targets) if (t.origin === origin) return e
+  }
+  return undefined
 }
 
 function connectTimeoutFor (upstreams: UpstreamRegistry, origin: string): number {

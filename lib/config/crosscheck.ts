@@ -24,8 +24,10 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
     if (n.type === 'webhook' && n.url === undefined) add(['notifications', i, 'url'], 'a webhook notifier needs a url')
   })
 
+  if (cfg.node.http2 && cfg.node.tls === undefined) add(['node', 'http2'], 'needs node.tls (browsers speak HTTP/2 over TLS only)')
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     const at = ['upstreams', name]
+    if (u.tls !== undefined && (u.tls.cert === undefined) !== (u.tls.key === undefined)) add([...at, 'tls', u.tls.cert === undefined ? 'cert' : 'key'], 'cert and key go together')
     const raw = input.upstreams?.[name]
     const targets = u.targets ?? []
     if (targets.length === 0 && u.discovery === undefined) add([...at, 'targets'], 'needs at least one target (or set discovery)')

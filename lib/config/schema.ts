@@ -26,6 +26,14 @@ const Node = Obj({
   id: Derived(Type.String({ pattern: '^\\S+$', ...doc('Unique id of this node in the cluster (default: <hostname>-<pid>)', 'a non-empty id without spaces') })),
   host: Def(Type.String({ minLength: 1, description: 'Address the node listens on' }), D.node.host),
   port: Def(Int(0, 'Port the node listens on (0: any free port)', 65535), D.node.port),
+  tls: Type.Optional(Obj({
+    cert: Type.String({ minLength: 1, description: 'Certificate file (PEM, with its chain); read again on SIGHUP' }),
+    key: Type.String({ minLength: 1, description: 'Private key file (PEM); read again on SIGHUP' }),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'CA file (PEM) that client certificates must chain to' })),
+    requestCert: Def(Type.Boolean({ description: 'Ask clients for a certificate, and refuse those without one that verifies against ca' }), false),
+    minVersion: Def(StringEnum(['TLSv1.2', 'TLSv1.3'], 'Lowest TLS version accepted'), 'TLSv1.2'),
+  }, 'HTTPS listener (startNode / the CLI); absent: plain HTTP')),
+  http2: Def(Type.Boolean({ description: 'HTTP/2 on the TLS listener, HTTP/1.1 by ALPN for clients without it (needs tls)' }), false),
 }, 'This gateway node')
 
 const Redis = Type.Union([
@@ -147,6 +155,15 @@ const UpstreamTimeouts = Obj({
   body: Type.Optional(Duration('Body idle timeout (default: proxy.timeouts.body)')),
 }, 'Timeouts of this upstream; each defaults to proxy.timeouts')
 
+const File = (description: string) => Type.String({ minLength: 1, description })
+const UpstreamTls = Obj({
+  ca: Type.Optional(File('CA certificate file (PEM) that signs the targets\' certificates (default: the system CAs)')),
+  cert: Type.Optional(File('Client certificate file (PEM), for targets that ask for one (mTLS); needs key')),
+  key: Type.Optional(File('Client key file (PEM); needs cert')),
+  servername: Type.Optional(Type.String({ minLength: 1, description: 'TLS server name: SNI and the certificate check (default: the target\'s host)' })),
+  rejectUnauthorized: Def(Type.Boolean({ description: 'Refuse a target whose certificate does not verify' }), true),
+}, 'TLS to the https targets (proxied requests, upgrades and active probes); files are read at boot and on each applied config')
+
 const Upstream = Obj({
   strategy: Def(Strategy('Load-balancing strategy'), D.upstream.strategy),
   hashOn: Type.Optional(HashOn()),
@@ -156,6 +173,8 @@ const Upstream = Obj({
   circuitBreaker: Type.Optional(CircuitBreaker),
   discovery: Type.Optional(Obj({ service: Type.String({ minLength: 1, description: 'Service name in the registry' }) },
     'Targets from the service registry (added to the static targets)')),
+  tls: Type.Optional(UpstreamTls),
+  http2: Def(Type.Boolean({ description: 'Offer HTTP/2 to https targets (ALPN; HTTP/1.1 when a target does not take it)' }), false),
   timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Omit<Normalized<typeof ProxyTimeouts>, 'websocketIdle'>>),
 }, 'A named pool of targets')
 

@@ -71,8 +71,9 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       },
       rewriteRequestHeaders (req: FromRequest, headers: HeaderBag): HeaderBag {
         stripHopByHop(headers)
-        if (req[kProxy]?.plan.preserveHost === true && req.headers.host !== undefined) headers.host = req.headers.host
-        return setForwarded(headers, req.ip, req.protocol, req.headers.host as string | undefined)
+        const host = (req.headers.host ?? req.headers[':authority']) as string | undefined // HTTP/2: :authority
+        if (host !== undefined && req[kProxy]?.plan.preserveHost === true) headers.host = host
+        return setForwarded(headers, req.ip, req.protocol, host)
       },
       rewriteHeaders (headers: HeaderBag, req: FromRequest): HeaderBag {
         const a = req[kProxy]?.responding

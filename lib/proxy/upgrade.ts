@@ -96,7 +96,7 @@ export class UpgradeProxy {
       path: route.upstreamPath === undefined ? req.url : withQuery(route.upstreamPath(req.url ?? '/'), req.url ?? ''),
       headers,
       agent: false,
-      servername: secure ? url.hostname : undefined,
+      ...(secure ? { servername: url.hostname, ...entry.tls } : {}),
     })
     let connected = false
     let settled = false
