@@ -34,6 +34,8 @@ export const ERRORS = {
   RATE_LIMIT_UNAVAILABLE: { code: 'FHG_ERR_RATE_LIMIT_UNAVAILABLE', statusCode: 503, message: 'Rate limiter unavailable: retry later', when: 'the rate-limit store fails and the rule\'s onStoreError is fail_closed' },
   UPSTREAM_TIMEOUT: { code: 'FHG_ERR_UPSTREAM_TIMEOUT', statusCode: 504, message: 'Upstream "%s" timed out', when: 'the connect, headers or body timeout of the try (or failover.timeout) passed' },
   NOT_CACHED: { code: 'FHG_ERR_NOT_CACHED', statusCode: 504, message: 'only-if-cached: no stored answer%s', when: 'a request with Cache-Control: only-if-cached has no stored answer' },
+  UPGRADE_REFUSED: { code: 'FHG_ERR_UPGRADE_REFUSED', statusCode: 403, message: 'Route "%s" does not take Upgrade requests', when: 'an Upgrade (WebSocket) request on a route with `websocket: false`' },
+  CLOSING: { code: 'FHG_ERR_CLOSING', statusCode: 503, message: 'The node is shutting down', when: 'an Upgrade request arrives while the node drains' },
 } as const satisfies Record<string, GatewayErrorDef>
 
 export type GatewayErrorName = keyof typeof ERRORS
@@ -62,7 +64,7 @@ export class GatewayError extends Error {
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 }
 export function httpReason (status: number): string {

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import type tls from 'node:tls'
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
@@ -6,6 +9,7 @@ import { applyServerLimits, armBodyIdle } from '../lib/client-limits.js'
 import { fileRouteTable, fileRouteTableAsync } from '../lib/routes/file-routes.js'
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
+import { onUpgrade } from './upgrade.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import type { LoadBalancerOptions } from '../types/index.js'
 import admin from './admin.js'
@@ -20,7 +24,8 @@ import { addAccessLog, nodeLog, type NodeLog } from './node-log.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
-const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+// every method Node's HTTP parser reads (PROPFIND, PURGE, ...); CONNECT never reaches a route
+const ALL_METHODS = http.METHODS.filter((m) => m !== 'CONNECT')
 
 export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
 
@@ -33,6 +38,8 @@ export function toUpstreamSpecs (config: GatewayConfig): Record<string, Upstream
       hashOn: u.hashOn,
       targets: u.targets.map((t) => ({ id: t.id, url: t.url, weight: t.weight, metadata: t.metadata })),
       timeouts: u.timeouts,
+      tls: u.tls,
+      http2: u.http2,
     }
   }
   return out
@@ -67,6 +74,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
     trustProxy: config.node.trustProxy,
+    websocketIdle: config.proxy.timeouts.websocketIdle,
+    drainTimeout: config.drain.timeout,
     ...toFailoverSpecs(config),
     agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
     notify: config.notifications.map((n) => n.type === 'webhook'
@@ -93,13 +102,17 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
   })
   await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
+  // Fastify does not route upgrades: the configured routes take them here (lib/proxy/upgrade.ts)
+  onUpgrade(fastify, routes)
 
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
   // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.
+  const known = new Set(fastify.supportedMethods)
+  for (const m of ALL_METHODS) if (!known.has(m)) fastify.addHttpMethod(m, { hasBody: true })
   await fastify.register(async (scope) => {
     passThroughBodies(scope)
     // `/*` also matches `/`; a route of its own for `/` would clash with an app's `GET /`
-    scope.route({ method: [...ALL_METHODS], url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
+    scope.route({ method: ALL_METHODS, url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
   })
 }
 
@@ -141,8 +154,10 @@ export interface StartNodeOptions {
 
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
 export async function startNode (config: GatewayConfig, opts: StartNodeOptions = {}): Promise<StartedNode> {
+  const nodeTls = config.node.tls
   const log = opts.logger === true ? nodeLog(config.log) : undefined
   const app = Fastify({
+    ...listenerOptions(config),
     ...(log !== undefined ? log.fastifyOptions : { logger: redactingLogger(opts.logger ?? false) }),
     // request.ip / hostname / protocol read forwarding headers from the same peers the proxy trusts
     trustProxy: config.node.trustProxy as boolean, // Fastify takes a hop count too; its types leave it out
@@ -164,6 +179,19 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
     throw err
   }
   log?.destination.flush() // the "listening" line now, not with the next full buffer
+  if (nodeTls !== undefined) {
+    // SIGHUP: read the certificate files again; new handshakes use them, open connections are kept
+    const reload = (): void => {
+      try {
+        (app.server as unknown as tls.Server).setSecureContext(secureContextOf(nodeTls))
+        app.log.info({ cert: nodeTls.cert }, 'TLS certificate reloaded')
+      } catch (err) {
+        app.log.error({ err, cert: nodeTls.cert }, 'TLS reload failed: the previous certificate stays')
+      }
+    }
+    process.on('SIGHUP', reload)
+    app.server.once('close', () => { process.off('SIGHUP', reload) })
+  }
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     closing ??= drainAndClose(app, config, log)
@@ -212,6 +240,26 @@ function redactingLogger (logger: FastifyServerOptions['logger']): FastifyServer
   if (logger === true) return { serializers: { err: redactError } }
   if (typeof logger === 'object' && logger !== null && !('serializers' in logger)) return { ...logger, serializers: { err: redactError } }
   return logger
+}
+
+type NodeTls = NonNullable<GatewayConfig['node']['tls']>
+
+function secureContextOf (t: NodeTls): tls.SecureContextOptions & { requestCert: boolean } {
+  return {
+    cert: readFileSync(t.cert),
+    key: readFileSync(t.key),
+    ca: t.ca === undefined ? undefined : readFileSync(t.ca),
+    requestCert: t.requestCert,
+    minVersion: t.minVersion,
+  }
+}
+
+/** Fastify's server options for node.tls / node.http2 (HTTP/1.1 stays available by ALPN). */
+function listenerOptions (config: GatewayConfig): Record<string, unknown> {
+  const t = config.node.tls
+  if (t === undefined) return {}
+  const https = { ...secureContextOf(t), rejectUnauthorized: t.requestCert }
+  return config.node.http2 ? { http2: true, https: { ...https, allowHTTP1: true } } : { https }
 }
 
 export const defaultNodeId = (): string => `${os.hostname()}-${process.pid}`

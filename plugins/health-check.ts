@@ -83,7 +83,7 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     const cfg = options.get(entry.name) ?? {}
     const action = opts.recoveryActions?.[entry.name]
     const health = createHealth(entry.pool, {
-      active: cfg.active,
+      active: cfg.active === undefined || entry.tls === undefined ? cfg.active : { ...cfg.active, tls: entry.tls },
       passive: cfg.passive === undefined ? undefined : { ...cfg.passive, failureStatuses: expand(cfg.passive.failureStatuses) },
       slowStart: cfg.slowStart,
       recovery: cfg.recovery === undefined ? undefined : { ...cfg.recovery, action },

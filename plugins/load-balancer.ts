@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
@@ -15,6 +17,9 @@ import type { RoutePlan } from '../lib/proxy/state.js'
 import { Notifications } from '../lib/failover/index.js'
 import { createFailoverMetrics } from '../lib/metrics/failover-metrics.js'
 import { compileHashOn } from '../lib/proxy/hash-key.js'
+import { compileUpstreamPath } from '../lib/proxy/upstream-path.js'
+import { UpgradeProxy, type UpgradeRoute } from '../lib/proxy/upgrade.js'
+import { createUpgradeMetrics } from '../lib/metrics/upgrade-metrics.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
 import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
 import type { UpstreamEntry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstream/registry.js'
@@ -28,12 +33,34 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
   readonly agent: Agent
   readonly failover: FailoverRegistry
   readonly notifications: Notifications
-  constructor (upstreams: UpstreamRegistry, agent: Agent, failover: FailoverRegistry, notifications: Notifications) {
+  readonly upgrades: UpgradeProxy
+  /** Each route config's upgrade plan, made once (WeakMap: a config object dropped by config sync goes with it). */
+  private readonly upgradePlans = new WeakMap<object, UpgradeRoute>()
+  constructor (upstreams: UpstreamRegistry, agent: Agent, failover: FailoverRegistry, notifications: Notifications, upgrades: UpgradeProxy) {
     super()
     this.upstreams = upstreams
     this.agent = agent
     this.failover = failover
     this.notifications = notifications
+    this.upgrades = upgrades
+  }
+
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions): void {
+    let plan = this.upgradePlans.get(config)
+    if (plan === undefined) {
+      const name = String(config.upstream)
+      plan = {
+        upstream: name,
+        strategy: config.strategy,
+        hashKey: config.hashOn !== undefined ? compileHashOn(config.hashOn) : undefined,
+        label: config.gatewayRoute ?? 'unknown',
+        maxRetries: this.failover.forRoute(name, config.failover, undefined).policy.maxRetries,
+        preserveHost: config.preserveHost === true,
+        upstreamPath: compileUpstreamPath(config.gatewayRoute ?? '/', config),
+      }
+      this.upgradePlans.set(config, plan)
+    }
+    this.upgrades.handle(req, socket, head, plan)
   }
 
   addUpstream (name: string, spec: UpstreamSpec): UpstreamEntry { return this.upstreams.upsert(name, spec) }
@@ -69,10 +96,15 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     keepAliveTimeout: opts.agent?.keepAliveTimeout ?? 4_000,
     connections: opts.agent?.connections ?? null,
     pipelining: 1,
-    factory: (origin, poolOpts) => new Pool(origin, {
-      ...poolOpts,
-      connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin))),
-    }),
+    factory: (origin, poolOpts) => {
+      // TLS and HTTP/2 of the origin's upstream, fixed when its pool is made
+      const entry = upstreamOf(upstreams, String(origin))
+      return new Pool(origin, {
+        ...poolOpts,
+        allowH2: entry?.http2 === true,
+        connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin)), (entry?.tls ?? {}) as Parameters<typeof liveConnector>[1]),
+      })
+    },
   })
 
   const metrics = fastify.hasDecorator('gatewayMetrics')
@@ -89,14 +121,22 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   // breakers exist from boot, so circuit_state and the admin status show them before traffic
   for (const e of upstreams) failovers.get(e)
 
-  const lb = new GatewayLoadBalancer(upstreams, agent, failovers, notifications)
+  const trust = compileTrust(opts.trustProxy)
+  const upgrades = new UpgradeProxy({
+    upstreams,
+    trust,
+    metrics: fastify.hasDecorator('gatewayMetrics') ? createUpgradeMetrics(fastify.gatewayMetrics.registry) : undefined,
+    idleTimeout: opts.websocketIdle ?? 0,
+    log: (msg, data) => { fastify.log.warn(data, msg) },
+  })
+  const lb = new GatewayLoadBalancer(upstreams, agent, failovers, notifications, upgrades)
   const engine = new ProxyEngine({
     upstreams,
     failovers,
     notifications,
     failoverMetrics: foMetrics,
     agent,
-    trust: compileTrust(opts.trustProxy),
+    trust,
     onAttempt: (a: Attempt) => { if (lb.listenerCount('attempt') > 0) lb.emit('attempt', a) },
   })
 
@@ -123,11 +163,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
       generation: -1,
       metrics: metrics?.forRoute(label, src.upstream),
       failover: failovers.forRoute(src.upstream, src.failover, src.fallbackResponse),
+      upstreamPath: compileUpstreamPath(src.gatewayRoute ?? '/', src),
+      preserveHost: src.preserveHost === true,
     }
   }
 
   function planFor (request: FastifyRequest, override: ProxyOptions | undefined): RoutePlan {
-    const config = routeConfigOf(request) as ProxyOptions & { gatewayRoute?: string }
+    const config = routeConfigOf(request) as ProxyOptions
     const key = override ?? config
     let plan = plans.get(key)
     if (plan === undefined) {
@@ -164,7 +206,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   fastify.decorate('loadBalancer', lb)
   fastify.decorateReply('proxy', proxy)
 
+  // upgraded sockets hold server.close(): they get the drain time (opts.drainTimeout), then a 1001 close
+  fastify.addHook('preClose', (done) => {
+    if (upgrades.size > 0) void upgrades.drain(opts.drainTimeout ?? 0)
+    done()
+  })
   fastify.addHook('onClose', async () => {
+    upgrades.closeAll()
     failovers.dispose()
     await notifications.close()
     await agent.close().catch(() => agent.destroy())
@@ -180,6 +228,13 @@ function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: () =
   const why = badPathReason(request.url) ?? (raw !== undefined && raw !== request.url ? badPathReason(raw) : undefined)
   if (why === undefined) { done(); return }
   answerError(reply, new GatewayError('BAD_PATH', why))
+}
+
+function upstreamOf (upstreams: UpstreamRegistry, origin: string): UpstreamEntry | undefined {
+  for (const e of upstreams) {
+    for (const t of e.pool.targets) if (t.origin === origin) return e
+  }
+  return undefined
 }
 
 function connectTimeoutFor (upstreams: UpstreamRegistry, origin: string): number {

@@ -123,7 +123,7 @@ t.test('each bad input fails naming the key', async (t) => {
     ['fallback to itself', c => { c.upstreams.users.failover = { fallback: 'users' } }, 'upstreams.users.failover.fallback', 'another upstream'],
     ['duplicate target id', c => { c.upstreams.users.targets[1].id = 'u1' }, 'upstreams.users.targets[1].id', 'duplicate target id "u1"'],
     ['no targets and no discovery', c => { c.upstreams.users.targets = [] }, 'upstreams.users.targets', 'at least one target'],
-    ['missing required key', c => { delete c.routes[0].upstream }, 'routes[0].upstream', 'is required'],
+    ['route without upstream or split', c => { delete c.routes[0].upstream }, 'routes[0].upstream', 'needs upstream or split'],
     ['route path without /', c => { c.routes[0].path = 'users' }, 'routes[0].path', 'starting with /'],
     ['lower-case method', c => { c.routes[0].methods = ['get'] }, 'routes[0].methods[0]', 'GET, HEAD, POST'],
     ['rate-limit algorithm', c => { c.routes[0].rateLimit = { algorithm: 'leaky', limit: 1, window: '1s' } }, 'routes[0].rateLimit.algorithm', 'fixed_window, sliding_window, token_bucket'],

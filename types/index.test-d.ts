@@ -127,8 +127,8 @@ async function umbrella (): Promise<void> {
   const bad1: GatewayConfigInput = { upstreams: { u: { strategy: 'fastest', targets: [] } } }
   // @ts-expect-error a duration is a number or a string
   const bad2: GatewayConfigInput = { drain: { delay: true } }
-  // @ts-expect-error methods are HTTP method names
-  const bad3: GatewayConfigInput = { routes: [{ path: '/x', upstream: 'u', methods: ['FETCH'] }] }
+  // @ts-expect-error methods are method tokens (strings; any token since issue 12)
+  const bad3: GatewayConfigInput = { routes: [{ path: '/x', upstream: 'u', methods: [1] }] }
   // @ts-expect-error startNode takes a validated config (durations in ms), not the raw input
   await startNode({ drain: { delay: '1s' } })
   void bad1

@@ -1,5 +1,8 @@
 // The public type surface: plugin option types and the Fastify declaration merging.
 import type { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { UpgradeProxy } from '../lib/proxy/upgrade.js'
 import type { Registry } from 'prom-client'
 import type { Agent } from 'undici'
 import type { Strategy } from '../lib/balancers/types.js'
@@ -25,6 +28,14 @@ export interface ProxyOptions {
   failover?: FailoverOptions
   /** Static answer when no target could serve (no eligible target, or every try failed). */
   fallbackResponse?: FallbackResponse
+  /** Route prefix that stripPrefix / rewritePrefix replace (the configured routes set it to their path). */
+  gatewayRoute?: string
+  /** Remove `gatewayRoute` from the path sent upstream. */
+  stripPrefix?: boolean
+  /** Replace `gatewayRoute` with this prefix in the path sent upstream. */
+  rewritePrefix?: string
+  /** Send the client's Host upstream instead of the target's. */
+  preserveHost?: boolean
 }
 
 export interface LoadBalancerOptions {
@@ -49,6 +60,10 @@ export interface LoadBalancerOptions {
     /** Max connections per origin (default unlimited). */
     connections?: number | null
   }
+  /** ms an upgraded (WebSocket) connection may stay silent both ways before it is closed (default 0: never). */
+  websocketIdle?: number
+  /** ms open upgraded connections get to end by themselves when the app closes, before a 1001 close (default 0). */
+  drainTimeout?: number
 }
 
 export interface LoadBalancer extends EventEmitter {
@@ -63,6 +78,10 @@ export interface LoadBalancer extends EventEmitter {
   addTarget (upstream: string, spec: TargetSpec): Target
   removeTarget (upstream: string, id: string): Target
   setWeight (upstream: string, id: string, weight: number): Target
+  /** Proxy an upgrade request (the server's 'upgrade' event) on the route whose config is `config`. */
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions): void
+  /** The open upgraded connections. */
+  readonly upgrades: UpgradeProxy
   status (): Record<string, { strategy: Strategy, targets: Array<Record<string, unknown>> }>
 }
 

@@ -19,9 +19,11 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   const unknownUpstream = (name: string): string => `unknown upstream "${name}" (${known})`
   const routesByUpstream = new Map<string, GatewayConfig['routes']>()
   for (const r of cfg.routes) {
-    const list = routesByUpstream.get(r.upstream)
-    if (list === undefined) routesByUpstream.set(r.upstream, [r])
-    else list.push(r)
+    for (const name of routeUpstreams(r)) {
+      const list = routesByUpstream.get(name)
+      if (list === undefined) routesByUpstream.set(name, [r])
+      else list.push(r)
+    }
   }
 
   // a token's problem is named without quoting it: config errors reach logs
@@ -41,8 +43,10 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
 
   checkAlerts(cfg, add, names, unknownUpstream)
 
+  if (cfg.node.http2 && cfg.node.tls === undefined) add(['node', 'http2'], 'needs node.tls (browsers speak HTTP/2 over TLS only)')
   for (const [name, u] of Object.entries(cfg.upstreams)) {
     const at = ['upstreams', name]
+    if (u.tls !== undefined && (u.tls.cert === undefined) !== (u.tls.key === undefined)) add([...at, 'tls', u.tls.cert === undefined ? 'cert' : 'key'], 'cert and key go together')
     const raw = input.upstreams?.[name]
     const targets = u.targets ?? []
     if (targets.length === 0 && u.discovery === undefined) add([...at, 'targets'], 'needs at least one target (or set discovery)')
@@ -86,26 +90,37 @@ export function crossCheck (cfg: GatewayConfig, input: GatewayConfigInput): Conf
   checkRules(cfg.rateLimit.default, ['rateLimit', 'default'], input.rateLimit?.default, add)
   const reserved = reservedPaths(cfg)
   // routes by normalized path: a duplicate is looked up among the routes of its own path only (linear overall)
-  const seen = new Map<string, Array<{ methods?: string[], index: number }>>()
+  const seen = new Map<string, Array<{ methods?: string[], scope: string, index: number }>>()
+  const hasUpstream = (name: string): boolean => Object.hasOwn(cfg.upstreams, name) // own keys only: `toString` is no upstream
   cfg.routes.forEach((r, i) => {
     const at: Seg = ['routes', i]
-    // own keys only: `toString` or `constructor` is no upstream
-    const u = Object.hasOwn(cfg.upstreams, r.upstream) ? cfg.upstreams[r.upstream] : undefined
-    if (u === undefined) add([...at, 'upstream'], unknownUpstream(r.upstream))
+    if (r.upstream === undefined && r.split === undefined) add([...at, 'upstream'], 'a route needs upstream or split')
+    if (r.upstream !== undefined && r.split !== undefined) add([...at, 'split'], 'set upstream or split, not both')
+    if (r.upstream !== undefined && !hasUpstream(r.upstream)) add([...at, 'upstream'], unknownUpstream(r.upstream))
+    r.split?.forEach((side, j) => {
+      if (!hasUpstream(side.upstream)) add([...at, 'split', j, 'upstream'], unknownUpstream(side.upstream))
+      const first = r.split!.findIndex(x => x.upstream === side.upstream)
+      if (first !== j) add([...at, 'split', j, 'upstream'], `"${side.upstream}" is already split[${first}]`)
+    })
+    if (r.stripPrefix && r.rewritePrefix !== undefined) add([...at, 'rewritePrefix'], 'set stripPrefix or rewritePrefix, not both')
+    const primary = r.upstream ?? r.split?.[0]?.upstream
+    const u = primary === undefined || !hasUpstream(primary) ? undefined : cfg.upstreams[primary]
     const strategy = r.strategy ?? u?.strategy
-    if (r.hashOn !== undefined && strategy !== 'consistent_hash') {
-      add([...at, 'hashOn'], `is only used by strategy consistent_hash (this route uses ${strategy ?? 'round_robin'})`)
+    if (r.hashOn !== undefined && strategy !== 'consistent_hash' && r.split === undefined) {
+      add([...at, 'hashOn'], `is only used by strategy consistent_hash or a split (this route uses ${strategy ?? 'round_robin'})`)
     }
-    if (r.failover !== undefined) checkFailover(r.failover, [...at, 'failover'], r.upstream, add, unknownUpstream, cfg)
+    if (r.failover !== undefined && primary !== undefined) checkFailover(r.failover, [...at, 'failover'], primary, add, unknownUpstream, cfg)
     checkRules(r.rateLimit, [...at, 'rateLimit'], input.routes?.[i]?.rateLimit, add)
     const path = r.path.length > 1 ? r.path.replace(/\/+$/, '') || '/' : r.path
     const clash = reserved.find(x => path === x || path.startsWith(x + '/'))
-    if (clash !== undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
+    if (clash !== undefined && r.hosts === undefined) add([...at, 'path'], `collides with the gateway's own route ${clash}`)
+    // two routes with one path differ by their hosts or match conditions, or they are duplicates
+    const scope = r.hosts === undefined && r.match?.headers === undefined ? '' : JSON.stringify([r.hosts?.map(h => h.toLowerCase()).sort() ?? null, r.match?.headers === undefined ? null : Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]).sort()])
     const same = seen.get(path)
-    const dup = same?.find(s => overlap(s.methods, r.methods))
+    const dup = same?.find(s => s.scope === scope && overlap(s.methods, r.methods))
     if (dup !== undefined) add([...at, 'path'], `duplicates routes[${dup.index}] (${path})`)
-    if (same === undefined) seen.set(path, [{ methods: r.methods, index: i }])
-    else same.push({ methods: r.methods, index: i })
+    if (same === undefined) seen.set(path, [{ methods: r.methods, scope, index: i }])
+    else same.push({ methods: r.methods, scope, index: i })
   })
   return issues
 }
@@ -137,6 +152,11 @@ function reservedPaths (cfg: GatewayConfig): string[] {
   if (cfg.admin.token !== undefined && cfg.admin.listen === undefined) out.push(cfg.admin.prefix)
   if (cfg.metrics.enabled && cfg.metrics.listen === undefined) out.push(cfg.metrics.path)
   return out
+}
+
+/** The upstreams a route sends to: its upstream, or each side of its split. */
+export function routeUpstreams (r: GatewayConfig['routes'][number]): string[] {
+  return r.upstream !== undefined ? [r.upstream] : (r.split ?? []).map(s => s.upstream)
 }
 
 function overlap (a?: string[], b?: string[]): boolean {

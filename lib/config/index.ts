@@ -8,7 +8,7 @@ export { validateConfig, validateConfigAsync, turn, configIssues, isNormalizedCo
 export { loadConfigFile, parseConfigText, applyEnvOverrides } from './load.js'
 export { statusIn, statusRange } from './normalize.js'
 export {
-  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, HTTP_METHODS, LOG_LEVELS,
+  GatewayConfigSchema, RATE_LIMIT_ALGORITHMS, STORE_ERROR_POLICIES, RETRY_CONDITIONS, LOG_LEVELS,
   type GatewayConfig, type GatewayConfigInput, type UpstreamConfigInput, type TargetConfigInput, type RouteConfigInput,
   type NodeConfig, type ClusterConfig, type RedisConfig, type UpstreamConfig, type TargetConfig,
   type HealthCheckConfig, type ActiveHealthCheckConfig, type PassiveHealthCheckConfig, type RecoveryConfig,

@@ -110,9 +110,10 @@ function retryOn (items: Array<number | string>): RetryOn {
 /** Values derived from other values, once defaults are in (see the schema descriptions). */
 export function resolveDerived (cfg: GatewayConfig, input: GatewayConfigInput): void {
   cfg.node.id ??= `${hostname()}-${process.pid}`
+  const { websocketIdle: _upgradesOnly, ...requestTimeouts } = cfg.proxy.timeouts
   for (const u of Object.values(cfg.upstreams)) {
     u.targets ??= []
-    u.timeouts = { ...cfg.proxy.timeouts, ...u.timeouts }
+    u.timeouts = { ...requestTimeouts, ...u.timeouts }
     if (u.hashOn !== undefined) u.hashOn = lowerHeader(u.hashOn)
     else if (u.strategy === 'consistent_hash') u.hashOn = DEFAULTS.upstream.hashOn
     const a = u.healthCheck.active
@@ -125,9 +126,11 @@ export function resolveDerived (cfg: GatewayConfig, input: GatewayConfigInput): 
   for (const rule of cfg.rateLimit.default ?? []) rule.key = lowerHeader(rule.key)
   const globalLimits = cfg.rateLimit.default ?? []
   cfg.routes.forEach((r, i) => {
-    // cross-checks ran first: the upstream exists
-    const u = cfg.upstreams[r.upstream]
+    // cross-checks ran first: the upstream (or a split's first side) exists; a split route's derived values come from its first side
+    const u = cfg.upstreams[r.upstream ?? r.split![0].upstream]
     if (r.path.length > 1) r.path = r.path.replace(/\/+$/, '') || '/'
+    if (r.hosts !== undefined) r.hosts = r.hosts.map(h => h.toLowerCase())
+    if (r.match !== undefined) r.match.headers = Object.fromEntries(Object.entries(r.match.headers).map(([k, v]) => [k.toLowerCase(), v]))
     r.strategy ??= u.strategy
     if (r.hashOn !== undefined) r.hashOn = lowerHeader(r.hashOn)
     else if (r.strategy === 'consistent_hash') r.hashOn = u.hashOn ?? DEFAULTS.upstream.hashOn

@@ -12,12 +12,12 @@ const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+" // RFC 9110 token: header and cookie
 export const RATE_LIMIT_ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
 export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
 export const RETRY_CONDITIONS = ['connect_failure', 'reset', 'timeout'] as const
-export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 const Strategy = (d: string) => StringEnum(STRATEGIES, d)
-const HashOn = () => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
-  ...doc('Request key for consistent_hash (header names are matched case-insensitively)', 'ip, path, header:<name> or cookie:<name>') })
+const HashOn = (more = '') => Type.String({ pattern: `^(?:ip|path|header:${TOKEN}|cookie:${TOKEN})$`,
+  ...doc(`Request key for consistent_hash (header names are matched case-insensitively; a request without the header or cookie hashes on its client IP)${more}`, 'ip, path, header:<name> or cookie:<name>') })
+const HOST_PATTERN = '^(?:\\*\\.)?[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$'
 const Int = (min: number, description: string, max?: number) =>
   Type.Integer(max === undefined ? { minimum: min, description } : { minimum: min, maximum: max, description })
 const Percent = (description: string) => Type.Number({ minimum: 0, maximum: 100, description })
@@ -41,6 +41,14 @@ const Node = Obj({
     keepAlive: Def(Duration('Idle time after which a client keep-alive connection is closed'), N.timeouts.keepAlive),
   }, 'Timeouts of client connections'), {}),
   maxConnections: Type.Optional(Int(1, 'Most client connections open at once; more are refused at accept (default: no cap)')),
+  tls: Type.Optional(Obj({
+    cert: Type.String({ minLength: 1, description: 'Certificate file (PEM, with its chain); read again on SIGHUP' }),
+    key: Type.String({ minLength: 1, description: 'Private key file (PEM); read again on SIGHUP' }),
+    ca: Type.Optional(Type.String({ minLength: 1, description: 'CA file (PEM) that client certificates must chain to' })),
+    requestCert: Def(Type.Boolean({ description: 'Ask clients for a certificate, and refuse those without one that verifies against ca' }), false),
+    minVersion: Def(StringEnum(['TLSv1.2', 'TLSv1.3'], 'Lowest TLS version accepted'), 'TLSv1.2'),
+  }, 'HTTPS listener (startNode / the CLI); absent: plain HTTP')),
+  http2: Def(Type.Boolean({ description: 'HTTP/2 on the TLS listener, HTTP/1.1 by ALPN for clients without it (needs tls)' }), false),
 }, 'This gateway node')
 
 const Redis = Type.Union([
@@ -154,12 +162,22 @@ const ProxyTimeouts = Obj({
   connect: Def(Duration('TCP (and TLS) connect timeout; 0: none'), T.connect),
   headers: Def(Duration('Time to the response headers; 0: none'), T.headers),
   body: Def(Duration('Longest idle time between two body chunks; 0: none'), T.body),
+  websocketIdle: Def(Duration('Close an upgraded (WebSocket) connection silent both ways this long; 0: never (pings count as traffic)'), D.proxy.websocketIdle),
 }, 'Upstream timeouts')
 const UpstreamTimeouts = Obj({
   connect: Type.Optional(Duration('Connect timeout (default: proxy.timeouts.connect)')),
   headers: Type.Optional(Duration('Response headers timeout (default: proxy.timeouts.headers)')),
   body: Type.Optional(Duration('Body idle timeout (default: proxy.timeouts.body)')),
 }, 'Timeouts of this upstream; each defaults to proxy.timeouts')
+
+const File = (description: string) => Type.String({ minLength: 1, description })
+const UpstreamTls = Obj({
+  ca: Type.Optional(File('CA certificate file (PEM) that signs the targets\' certificates (default: the system CAs)')),
+  cert: Type.Optional(File('Client certificate file (PEM), for targets that ask for one (mTLS); needs key')),
+  key: Type.Optional(File('Client key file (PEM); needs cert')),
+  servername: Type.Optional(Type.String({ minLength: 1, description: 'TLS server name: SNI and the certificate check (default: the target\'s host)' })),
+  rejectUnauthorized: Def(Type.Boolean({ description: 'Refuse a target whose certificate does not verify' }), true),
+}, 'TLS to the https targets (proxied requests, upgrades and active probes); files are read at boot and on each applied config')
 
 const Upstream = Obj({
   strategy: Def(Strategy('Load-balancing strategy'), D.upstream.strategy),
@@ -170,7 +188,9 @@ const Upstream = Obj({
   circuitBreaker: Type.Optional(CircuitBreaker),
   discovery: Type.Optional(Obj({ service: Type.String({ minLength: 1, description: 'Service name in the registry' }) },
     'Targets from the service registry (added to the static targets)')),
-  timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Normalized<typeof ProxyTimeouts>>),
+  tls: Type.Optional(UpstreamTls),
+  http2: Def(Type.Boolean({ description: 'Offer HTTP/2 to https targets (ALPN; HTTP/1.1 when a target does not take it)' }), false),
+  timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Omit<Normalized<typeof ProxyTimeouts>, 'websocketIdle'>>),
 }, 'A named pool of targets')
 
 // ---- rate limiting ----
@@ -210,10 +230,23 @@ const FailoverOverride = withoutDefaults(Obj(Failover.properties, 'Overrides of 
 const Route = Obj({
   path: Type.String({ pattern: '^/[^\\s?#*:]*$', ...doc('Path prefix: matches itself and everything below it; forwarded as is',
     'a path starting with / (a prefix: no *, :param, ? or #)') }),
-  methods: Type.Optional(Type.Array(StringEnum(HTTP_METHODS, 'HTTP method'), { minItems: 1, uniqueItems: true, description: 'Methods routed (default: all)' })),
-  upstream: Type.String({ minLength: 1, description: 'Upstream that serves the route' }),
+  methods: Type.Optional(Type.Array(Type.String({ pattern: "^[!#$%&'*+.^_`|~0-9A-Z-]+$", ...doc('HTTP method (any upper-case token: GET, HEAD, POST, PROPFIND, PURGE, ...)', 'an upper-case method token: GET, HEAD, POST, PROPFIND, ...') }),
+    { minItems: 1, uniqueItems: true, description: 'Methods routed, case-sensitive as HTTP (default: all)' })),
+  hosts: Type.Optional(Type.Array(Type.String({ pattern: HOST_PATTERN, ...doc('Host name: exact (api.example.com) or *.example.com (any subdomain, not the apex)', 'a host name or *.domain') }),
+    { minItems: 1, uniqueItems: true, description: 'Hosts the route serves, matched on Host (port ignored) before the path; absent: any host (routes with hosts are tried first)' })),
+  upstream: Type.Optional(Type.String({ minLength: 1, description: 'Upstream that serves the route (or split)' })),
+  split: Type.Optional(Type.Array(Obj({
+    upstream: Type.String({ minLength: 1, description: 'Upstream of this side' }),
+    weight: Type.Number({ exclusiveMinimum: 0, description: 'Relative share of the requests (> 0)' }),
+  }, 'One side of a split'), { minItems: 1, description: 'Weighted split between upstreams instead of upstream (canary, blue-green); sticky by the route\'s hashOn when set' })),
+  match: Type.Optional(Obj({
+    headers: Type.Record(Type.String({ pattern: `^${TOKEN}$` }), Type.String(), { description: 'Header values a request must carry, all of them (names case-insensitive, values exact)' }),
+  }, 'Conditions of this route: a route with match is tried before routes without on the same path and hosts')),
+  stripPrefix: Def(Type.Boolean({ description: 'Remove the route path from the path sent upstream (the query string is kept)' }), D.route.stripPrefix),
+  rewritePrefix: Type.Optional(Type.String({ pattern: '^/[^\\s?#]*$', ...doc('Replace the route path with this prefix upstream (the query string is kept)', 'a path starting with /') })),
+  preserveHost: Def(Type.Boolean({ description: 'Send the client\'s Host upstream (default: the target\'s host)' }), D.route.preserveHost),
   strategy: Derived(Strategy('Strategy for this route (default: the upstream\'s)')),
-  hashOn: Type.Optional(HashOn()),
+  hashOn: Type.Optional(HashOn('; on a split route, it also makes the split sticky')),
   rateLimit: Derived(RateLimitRules('Limits of this route (default: rateLimit.default; []: none)')),
   failover: Derived(FailoverOverride),
   cache: Type.Optional(Obj({
@@ -223,6 +256,7 @@ const Route = Obj({
       Type.Array(Type.String({ minLength: 1 }), { uniqueItems: true })],
     doc('Query parameters that are part of the cache key (the upstream always gets the whole query)', 'all, ignore, or a list of parameter names')), D.routeCache.query),
   }, 'Response cache; absent: off')),
+  websocket: Def(Type.Boolean({ description: 'Proxy Upgrade requests (WebSocket and others) on this route; false: refused with 403' }), D.route.websocket),
   fallbackResponse: Type.Optional(Obj({
     status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
     body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],

@@ -1,4 +1,5 @@
 import { Agent } from 'undici'
+import type { TlsConnectOptions } from '../upstream/tls.js'
 import { GatewayError } from '../errors.js'
 import type { PoolChange } from '../upstream/pool.js'
 import type { Target } from '../upstream/target.js'
@@ -10,6 +11,8 @@ import type { PoolHealth, Thresholds } from './state.js'
 /** `healthCheck.active`, durations already in ms. */
 export interface ActiveOptions {
   type: 'http' | 'tcp'
+  /** TLS connect options of https targets (the upstream's `tls`), as the proxy uses them. */
+  tls?: TlsConnectOptions
   method?: string
   path?: string
   expectedStatuses?: ExpectedStatuses
@@ -122,7 +125,7 @@ export class ActiveChecker {
       this.probe = createTcpProbe({ timeout: this.options.timeout })
     } else {
       // Own Agent: probes never wait behind proxied requests; pipelining 1 so a slow probe blocks nothing else.
-      this.agent = new Agent({ pipelining: 1, connections: this.concurrency, connect: { timeout: this.options.timeout } })
+      this.agent = new Agent({ pipelining: 1, connections: this.concurrency, connect: { ...this.options.tls, timeout: this.options.timeout } })
       this.probe = createHttpProbe(this.options, this.agent)
     }
     this.health.pool.on('change', this.onPoolChange)

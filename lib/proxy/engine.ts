@@ -76,7 +76,9 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
         stripHopByHop(headers)
         // Node answered the client's `Expect: 100-continue` already (and undici refuses to send it)
         if (headers.expect !== undefined) headers.expect = undefined
-        return setForwarded(headers, req.raw?.socket ?? NO_SOCKET, req.headers.host as string | undefined, trust)
+        const host = (req.headers.host ?? req.headers[':authority']) as string | undefined // HTTP/2: :authority
+        if (host !== undefined && req[kProxy]?.plan.preserveHost === true) headers.host = host
+        return setForwarded(headers, req.raw?.socket ?? NO_SOCKET, host, trust)
       },
       rewriteHeaders (headers: HeaderBag, req: FromRequest): HeaderBag {
         const a = req[kProxy]?.responding
@@ -293,7 +295,9 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
       attempt.notifyStart(Date.now())
     }
     const client = reply.request.raw
-    attempt.path = client?.url ?? reply.request.url
+    const url = client?.url ?? reply.request.url
+    // the request target as routed (stripPrefix / rewritePrefix cut it without re-parsing it)
+    attempt.path = st.plan.upstreamPath === undefined ? url : st.plan.upstreamPath(url)
     attempt.client = client as Attempt['client']
     attempt.ticket = ticket
     attempt.slot = slot

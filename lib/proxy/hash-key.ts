@@ -1,4 +1,6 @@
 // Extracts the consistent-hash key a route asked for (`hashOn`): ip | path | header:<name> | cookie:<name>.
+// A request without the header or cookie hashes on its client IP (stated fallback: the same client keeps
+// its target, instead of the balancer's round-robin fallback spreading its requests).
 
 export interface HashSource {
   ip: string | undefined
@@ -22,12 +24,12 @@ export function compileHashOn (hashOn: string | undefined): HashKeyFn {
     const name = spec.slice(7).toLowerCase()
     return (src) => {
       const v = src.headers[name]
-      return Array.isArray(v) ? v[0] : v
+      return (Array.isArray(v) ? v[0] : v) ?? src.ip
     }
   }
   if (spec.startsWith('cookie:')) {
     const name = spec.slice(7)
-    return (src) => readCookie(src.headers.cookie, name)
+    return (src) => readCookie(src.headers.cookie, name) ?? src.ip
   }
   throw new TypeError(`hashOn must be ip, path, header:<name> or cookie:<name>, got "${spec}"`)
 }

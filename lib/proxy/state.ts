@@ -49,6 +49,10 @@ export interface RoutePlan {
   generation: number
   metrics: RouteCounters | undefined
   failover: RouteFailover
+  /** The path sent upstream from the request URL (stripPrefix/rewritePrefix); undefined: the URL's path as is. */
+  upstreamPath?: ((url: string) => string) | undefined
+  /** Send the client's Host upstream. */
+  preserveHost?: boolean
 }
 
 // request body kinds: none (replayable), buffered (replayable), streamed (sent once)

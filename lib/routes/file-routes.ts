@@ -3,7 +3,9 @@
  * Each entry's config is what the load balancer and the rate limiter read for a matching request.
  */
 import { configInput, type GatewayConfig, type RouteConfig } from '../config/index.js'
+import { compileHashOn } from '../proxy/hash-key.js'
 import { RouteTable, type TableRoute } from './route-table.js'
+import { kSplit, Split } from './split.js'
 
 /** The route config of one configured route (the keys the data-path plugins read). */
 export interface FileRouteConfig {
@@ -17,6 +19,17 @@ export interface FileRouteConfig {
   fallbackResponse: RouteConfig['fallbackResponse']
   rateLimit: RouteConfig['rateLimit']
   cache: RouteConfig['cache']
+  /** false: Upgrade requests are refused. */
+  websocket: boolean
+  stripPrefix: boolean
+  rewritePrefix: string | undefined
+  preserveHost: boolean
+}
+
+/** A split route's table entry: the request's side is chosen at match time (resolveSplit). */
+export interface SplitRouteConfig {
+  [kSplit]: Split
+  gatewayRoute: string
 }
 
 // fingerprint of each config object built here: an unchanged route keeps its object (and so its plans)
@@ -45,15 +58,24 @@ export async function fileRouteTableAsync (config: GatewayConfig, previous?: Rou
 function builder (config: GatewayConfig, previous: RouteTable | undefined): (route: RouteConfig, i: number) => TableRoute {
   const raw = (configInput(config) as { routes?: Array<Record<string, unknown> | undefined> } | undefined)?.routes
   const reuse = new Map<string, object>()
-  for (const c of previous?.configs ?? []) {
-    const fp = fingerprints.get(c)
-    if (fp !== undefined) reuse.set(fp, c)
+  for (const entry of previous?.configs ?? []) {
+    for (const c of (entry as Partial<SplitRouteConfig>)[kSplit]?.sides ?? [entry]) {
+      const fp = fingerprints.get(c)
+      if (fp !== undefined) reuse.set(fp, c)
+    }
+  }
+  const keep = (methods: readonly string[] | undefined, built: FileRouteConfig): object => {
+    const fp = fingerprint(methods, built)
+    if (fp === undefined) return built
+    const cfg = reuse.get(fp) ?? built
+    fingerprints.set(cfg, fp)
+    return cfg
   }
   return (route, i) => {
     // a strategy (and hashOn) the route inherits is left to the upstream, so changing the upstream's applies
     const own = raw === undefined || raw[i]?.strategy !== undefined
     const built: FileRouteConfig = {
-      upstream: route.upstream,
+      upstream: route.upstream ?? '',
       strategy: own ? route.strategy : undefined,
       hashOn: own || raw[i]?.hashOn !== undefined ? route.hashOn : undefined,
       gatewayRoute: route.path,
@@ -61,14 +83,26 @@ function builder (config: GatewayConfig, previous: RouteTable | undefined): (rou
       fallbackResponse: route.fallbackResponse,
       rateLimit: route.rateLimit,
       cache: route.cache,
+      websocket: route.websocket,
+      stripPrefix: route.stripPrefix,
+      rewritePrefix: route.rewritePrefix,
+      preserveHost: route.preserveHost,
     }
-    const fp = fingerprint(route.methods, built)
-    let cfg: object = built
-    if (fp !== undefined) {
-      cfg = reuse.get(fp) ?? built
-      fingerprints.set(cfg, fp)
+    let cfg: object
+    if (route.split === undefined) {
+      cfg = keep(route.methods, built)
+    } else {
+      // each side: the route's own failover keys only (normalize merged the first side's upstream into the rest)
+      const set = Object.keys((raw?.[i]?.failover ?? {}) as object)
+      const failover = Object.fromEntries(Object.entries(route.failover).filter(([k]) => raw === undefined || set.includes(k))) as FileRouteConfig['failover']
+      const sides = route.split.map((side) => keep(route.methods, { ...built, upstream: side.upstream, failover }))
+      const split: SplitRouteConfig = {
+        [kSplit]: new Split(sides, route.split.map((side) => side.weight), route.hashOn === undefined ? undefined : compileHashOn(route.hashOn)),
+        gatewayRoute: route.path,
+      }
+      cfg = split
     }
-    return { path: route.path, methods: route.methods, config: cfg }
+    return { path: route.path, methods: route.methods, hosts: route.hosts, headers: route.match?.headers, config: cfg }
   }
 }
 

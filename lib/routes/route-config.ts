@@ -13,6 +13,7 @@
  * Fastify's `routeOptions` getter, which builds an object per read, runs once per request).
  */
 import type { RouteTableRef } from './route-table.js'
+import { resolveSplit } from './split.js'
 
 /** Key of the live table in the catch-all route's config. */
 export const kRouteTable = Symbol.for('fastify-ha-gateway.routeTable')
@@ -25,6 +26,8 @@ export interface RequestLike<C extends object = object> {
   routeOptions: { config: C, url?: string | undefined }
   method?: string | undefined
   url?: string | undefined
+  ip?: string | undefined
+  headers?: Record<string, string | string[] | undefined> | undefined
 }
 
 /**
@@ -42,7 +45,10 @@ export function routeConfigOf<C extends object> (request: RequestLike<C>): C {
     if (m === null) r[kMatchedRoute] = config // the gateway decorated requests with the slot: keep it
     return config
   }
-  const matched = (ref.current.match(request.method ?? 'GET', request.url ?? '/') ?? NO_ROUTE) as C
+  const url = request.url ?? '/'
+  const found = ref.current.match(request.method ?? 'GET', url, request.headers)
+  // a split route's side is chosen here, once per request
+  const matched = (found === undefined ? NO_ROUTE : resolveSplit(found, { ip: request.ip, url, headers: request.headers ?? {} })) as C
   r[kMatchedRoute] = matched // a table match is always kept: every plugin must see the same entry
   return matched
 }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { createBalancer } from '../balancers/index.js'
+import { loadTls, type TlsConnectOptions, type UpstreamTlsSpec } from './tls.js'
 import type { Balancer, Strategy } from '../balancers/types.js'
 import { compileHashOn, type HashKeyFn } from '../proxy/hash-key.js'
 import { UpstreamPool } from './pool.js'
@@ -37,6 +38,10 @@ export interface UpstreamSpec {
   hashOn?: string
   targets: TargetSpec[]
   timeouts?: Partial<UpstreamTimeouts>
+  /** TLS to https targets (private CA, client certificate). */
+  tls?: UpstreamTlsSpec
+  /** Offer HTTP/2 to https targets (ALPN; undici allowH2). */
+  http2?: boolean
 }
 
 export const DEFAULT_TIMEOUTS: UpstreamTimeouts = { connect: 5_000, headers: 30_000, body: 30_000 }
@@ -53,6 +58,9 @@ export class UpstreamEntry {
   hashOn = 'ip'
   hashKey: HashKeyFn = compileHashOn('ip')
   timeouts: UpstreamTimeouts = { ...DEFAULT_TIMEOUTS }
+  /** Connect options of https targets (files read when configured); undefined: system CAs, no client certificate. */
+  tls: TlsConnectOptions | undefined = undefined
+  http2 = false
   /** Bumps when strategy/hashOn/timeouts change or the upstream is removed. */
   generation = 0
   removed = false
@@ -80,6 +88,8 @@ export class UpstreamEntry {
     this.hashOn = spec.hashOn ?? 'ip'
     this.hashKey = compileHashOn(this.hashOn)
     this.timeouts = { ...defaults, ...stripUndefined(spec.timeouts ?? {}) }
+    this.tls = loadTls(spec.tls)
+    this.http2 = spec.http2 === true
     this.generation++
   }
 }
