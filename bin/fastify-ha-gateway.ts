@@ -9,6 +9,7 @@ Commands:
   validate   check a config file and print a summary (exit 0: valid, 1: invalid)
   start      start a gateway node from a config file (SIGTERM/SIGINT drain and exit 0)
   options    print every config option with its default (Markdown)
+  errors     print every error code with its status and when it is answered (Markdown)
   alerts     print the alert rules (the defaults when none are configured);
              with --prometheus, as a Prometheus rule file over the exported metrics
 
@@ -81,6 +82,11 @@ async function main (argv: string[]): Promise<number> {
   if (command === undefined) return usage('a command is required')
   if (command === 'options') {
     process.stdout.write(`${optionsTableMarkdown()}\n`)
+    return 0
+  }
+  if (command === 'errors') {
+    const { errorsTableMarkdown } = await import('../lib/errors.js')
+    process.stdout.write(`${errorsTableMarkdown()}\n`)
     return 0
   }
   if (command !== 'validate' && command !== 'start' && command !== 'alerts') return usage(`unknown command "${command}"`)

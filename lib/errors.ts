@@ -42,7 +42,8 @@ export type GatewayErrorName = keyof typeof ERRORS
 
 /** The error table of the docs: code, status, when. */
 export function errorsTableMarkdown (): string {
-  const rows = Object.values(ERRORS).map((e: GatewayErrorDef) => `| \`${e.code}\` | ${e.statusCode} | ${e.when} |`)
+  const defs: GatewayErrorDef[] = Object.values(ERRORS)
+  const rows = defs.sort((a, b) => a.statusCode - b.statusCode).map((e) => `| \`${e.code}\` | ${e.statusCode} | ${e.when} |`)
   return ['| code | status | when |', '| --- | --- | --- |', ...rows].join('\n')
 }
 

@@ -172,14 +172,14 @@ t.test('environment: defaults, escapes, typed values, CLI overrides', async (t) 
 })
 
 t.test('a quoted number or boolean in the file reads as the ${VAR:-default} form does', async (t) => {
-  const quoted = 'node: { id: "4180", port: "4180" }\nadmin: { token: "1234" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "3" }], healthCheck: { active: { path: /h, interval: "1000" } } }\n'
-  const viaEnv = 'node: { id: "4180", port: "${P:-4180}" }\nadmin: { token: "1234" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "${W:-3}" }], healthCheck: { active: { path: /h, interval: "${I:-1000}" } } }\n'
+  const quoted = 'node: { id: "4180", port: "4180" }\nadmin: { token: "1234567890123456" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "3" }], healthCheck: { active: { path: /h, interval: "1000" } } }\n'
+  const viaEnv = 'node: { id: "4180", port: "${P:-4180}" }\nadmin: { token: "1234567890123456" }\nupstreams:\n  a: { targets: [{ id: "7", url: http://127.0.0.1:3001, weight: "${W:-3}" }], healthCheck: { active: { path: /h, interval: "${I:-1000}" } } }\n'
   const a = parseConfigText(quoted, {})
   const b = parseConfigText(viaEnv, {})
   t.equal(a.node.port, 4180, 'node.port: "4180" is the number 4180')
   t.equal(a.upstreams.a.targets[0].weight, 3)
   t.equal(a.node.id, '4180', 'a string field keeps its string')
-  t.equal(a.admin.token, '1234')
+  t.equal(a.admin.token, '1234567890123456')
   t.equal(a.upstreams.a.targets[0].id, '7')
   t.same(a, b, 'the literal and the env form give the same config')
   expectIssue(t, issuesOf(() => parseConfigText('node: { port: "41 80" }\n', {})), 'node.port', 'integer')

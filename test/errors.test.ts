@@ -46,7 +46,7 @@ t.test('each row: a unique FHG_ERR_ code named after its key, an HTTP error stat
   t.same(e.toJSON(), { statusCode: 400, code: 'FHG_ERR_BAD_REQUEST', error: 'Bad Request', message: 'x' })
 })
 
-t.test('FHG_ERR_BAD_REQUEST: a URL the proxy refuses to forward gets a 400 from the hub, not a try', async (t) => {
+t.test('FHG_ERR_BAD_PATH: a URL a parser would change gets a 400 from the hub, not a try', async (t) => {
   const up: UpstreamProcess = await startUpstream()
   t.teardown(async () => { await up.kill() })
   const { app, url } = await startGateway({ upstreams: { u: { targets: [{ id: 'a', url: up.url }] } } }, [{ prefix: '/api', upstream: 'u' }])
@@ -54,7 +54,7 @@ t.test('FHG_ERR_BAD_REQUEST: a URL the proxy refuses to forward gets a 400 from 
   for (const path of ['/api/a/..%2fsecret', '/api/..%2F..%2Fetc/passwd']) { // (undici's URL would resolve a plain ../ before sending)
     const r = await get(`${url}${path}`)
     t.equal(r.status, 400, `${path}: 400`)
-    t.equal(r.body?.code, 'FHG_ERR_BAD_REQUEST', `${path}: the hub's code`)
+    t.equal(r.body?.code, 'FHG_ERR_BAD_PATH', `${path}: the hub's code`)
     t.equal(r.body?.error, 'Bad Request')
   }
   t.equal((await up.stats()).requests, 0, 'nothing reached the upstream')

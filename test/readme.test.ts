@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { optionsTableMarkdown } from '../lib/config/index.js'
+import { errorsTableMarkdown } from '../lib/errors.js'
 import { classify, docCommands, docFiles, type DocCommand } from './helpers/doc-commands.js'
 import { ensureBuilt, root } from './helpers/dist.js'
 
@@ -15,11 +16,18 @@ t.test('the README opens with the two commands', async (t) => {
   t.match(head, /npm test/)
 })
 
-t.test('the README options table is the schema, row for row', async (t) => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-  const m = /<!-- options:start -->\n([\s\S]*?)\n<!-- options:end -->/.exec(readme)
-  t.ok(m, 'README has the options markers')
+t.test('the options table of docs/configuration.md is the schema, row for row', async (t) => {
+  const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
+  const m = /<!-- options:start -->\n([\s\S]*?)\n<!-- options:end -->/.exec(doc)
+  t.ok(m, 'docs/configuration.md has the options markers')
   t.equal(m?.[1], optionsTableMarkdown(), 'regenerate with: npx fastify-ha-gateway options')
+})
+
+t.test('the error table of docs/errors.md is the hub, row for row', async (t) => {
+  const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8')
+  const m = /<!-- errors:start -->\n([\s\S]*?)\n<!-- errors:end -->/.exec(doc)
+  t.ok(m, 'docs/errors.md has the errors markers')
+  t.equal(m?.[1], errorsTableMarkdown(), 'regenerate with: npx fastify-ha-gateway errors')
 })
 
 t.test('command blocks: how each documented command is taken', async (t) => {
