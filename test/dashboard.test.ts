@@ -14,7 +14,7 @@ import { startUpstream, type TestUpstream } from './helpers/health-upstream.js'
 import { get } from './helpers/gateway.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const TOKEN = 'dashboard-token'
+const TOKEN = 'dashboard-admin-token'
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1'
   ? fileURLToPath(new URL('../docs/dashboard.png', import.meta.url))
   : join(mkdtempSync(join(tmpdir(), 'fhg-dashboard-')), 'dashboard.png')

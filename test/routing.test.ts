@@ -12,7 +12,7 @@ let ups: UpstreamProcess[]
 t.before(async () => { ups = await startUpstreams(3, 'r') })
 t.teardown(async () => { await Promise.all(ups.map(async (u) => await u.kill())) })
 
-const TOKEN = 'routing-token'
+const TOKEN = 'routing-admin-token'
 const AUTH = { authorization: `Bearer ${TOKEN}` }
 
 function config (routes: GatewayConfigInput['routes'], extra: Partial<GatewayConfigInput> = {}): GatewayConfigInput {
