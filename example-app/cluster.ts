@@ -2,7 +2,7 @@
 // the demo upstreams of gateway.yaml, and three gateway nodes (the CLI, `start --config gateway.yaml`)
 // sharing it. Prints the URLs; Ctrl-C (SIGINT) or SIGTERM stops everything.
 // Env: GATEWAY_CONFIG (default example-app/gateway.yaml), CLUSTER_BASE_PORT (nodes on it, +1, +2; default 8081),
-// REDIS_URL (use that Redis instead of starting one), GATEWAY_ADMIN_TOKEN (default demo-token).
+// REDIS_URL (use that Redis instead of starting one), GATEWAY_ADMIN_TOKEN (default demo-admin-token-change-me).
 import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -16,10 +16,11 @@ import { here, spawnChild, startDemoUpstreams, stopAll } from './children.js'
 const configFile = process.env.GATEWAY_CONFIG ?? here('./gateway.yaml')
 const config = loadConfigFile(configFile)
 const basePort = Number(process.env.CLUSTER_BASE_PORT ?? 8081)
-const token = process.env.GATEWAY_ADMIN_TOKEN ?? 'demo-token'
+const token = process.env.GATEWAY_ADMIN_TOKEN ?? 'demo-admin-token-change-me'
 const NODES = 3
 
 let stopping = false
+let up = false
 async function stop (code: number): Promise<never> {
   if (!stopping) {
     stopping = true
@@ -92,11 +93,17 @@ try {
       env: { ...process.env, GATEWAY_PORT: String(n.port), GATEWAY_NODE_ID: n.id, REDIS_URL: redis, GATEWAY_ADMIN_TOKEN: token, LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'inherit'],
     })
-    child.once('exit', (code) => { if (!stopping) console.error(`${n.id} exited (${code}); the others go on`) })
+    child.once('exit', (code) => {
+      if (stopping) return
+      // before the cluster is up a node that exits failed to boot (its error is above): stop, do not wait for it
+      if (!up) { console.error(`${n.id} exited (${code}) before it served`); void stop(1); return }
+      console.error(`${n.id} exited (${code}); the others go on`)
+    })
   }
   const host = config.node.host === '0.0.0.0' ? '127.0.0.1' : config.node.host
   const urls = nodes.map((n) => `http://${host}:${n.port}`)
   await Promise.all(urls.map(async (u) => await answers(`${u}/health`, 300_000))) // tsx compiles each node: slow on a busy machine
+  up = true
   const admin = `${config.admin.prefix}`
   console.log(`
 cluster up: ${NODES} nodes sharing ${redis}

@@ -79,7 +79,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
 
   for (const u of urls) {
     const view = await until(`${u} to list three ready nodes`, 60_000, async () => {
-      const r = await fetch(`${u}/gateway/cluster`, { headers: { authorization: 'Bearer demo-token' } })
+      const r = await fetch(`${u}/gateway/cluster`, { headers: { authorization: 'Bearer demo-admin-token-change-me' } })
       const body = await r.json() as { redis: string, nodes: Array<{ id: string, status: string }> }
       return body.nodes.filter((n) => n.status === 'ready').length === 3 ? body : undefined
     })
