@@ -21,7 +21,7 @@ export interface NodesOptions {
 export async function startNodes (n: number, o: NodesOptions): Promise<{ nodes: Node[], close: () => Promise<void> }> {
   const nodes: Node[] = []
   for (let i = 0; i < n; i++) {
-    const app = Fastify({ logger: process.env.RL_TEST_LOG !== undefined ? { level: process.env.RL_TEST_LOG } : false, disableRequestLogging: true })
+    const app = Fastify({ logger: process.env.RL_TEST_LOG !== undefined ? { level: process.env.RL_TEST_LOG } : false })
     await app.register(metrics, { defaultMetrics: false })
     // server-side time to the answer (the limiter's wait included), apart from the test client's own stalls
     const started = new WeakMap<object, number>()
