@@ -70,6 +70,8 @@ export class Attempt {
   /** The client's request (its body feeds this try): tells a client-caused failure from the target's. */
   client: ClientRequestState | undefined = undefined
   reason: unknown = undefined
+  /** The per-try headers deadline (only on routes with failover.perTryTimeout or timeout). */
+  deadline: NodeJS.Timeout | undefined = undefined
   private abortListener: (() => void) | undefined = undefined
 
   constructor (target: Target, headersTimeout: number, bodyTimeout: number, owner?: unknown) {
@@ -102,6 +104,19 @@ export class Attempt {
     if (fn !== undefined) fn()
   }
 
+  /**
+   * The try's own headers deadline passed: the upstream request ends with `reason` (a timeout, retried as one).
+   * Unlike abort() the try stays a failure of its target. Needed because undici's parser timer ticks every
+   * ~0.5 s, which turns a 300 ms per-try timeout into 500-1000 ms.
+   */
+  expire (reason: Error): void {
+    if (this.aborted || this.ended || this.headersMs >= 0) return
+    this.reason = reason
+    const fn = this.abortListener
+    this.abortListener = undefined
+    if (fn !== undefined) fn()
+  }
+
   notifyStart (now: number): void {
     const obs = this.observers
     for (let i = 0; i < obs.length; i++) obs[i].onTryStart?.(this.target, now)
@@ -118,6 +133,7 @@ export class Attempt {
 
   /** Drop every link to the request this try served (called once it ended). */
   release (): void {
+    if (this.deadline !== undefined) { clearTimeout(this.deadline); this.deadline = undefined }
     this.owner = undefined
     this.observer = undefined
     this.callback = undefined

@@ -47,6 +47,13 @@ const pickCtx: PickContext = { now: 0, tried: undefined, hashKey: undefined }
 const CLIENT_CLOSED = new Error('client closed the connection')
 const EMPTY_HEADERS: HeaderBag = Object.freeze({}) as HeaderBag
 
+function expireTry (a: Attempt): void {
+  const err = new Error('upstream headers timeout (per-try deadline)') as Error & { code: string }
+  err.name = 'HeadersTimeoutError'
+  err.code = 'UND_ERR_HEADERS_TIMEOUT'
+  a.expire(err)
+}
+
 export class ProxyEngine implements TryRunner, AttemptObserver {
   readonly dispatcher: TrackingDispatcher
   /** The reply-from options of every try: shared callbacks, no closures per request. */
@@ -163,6 +170,7 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
   }
 
   onEnd (a: Attempt): void {
+    if (a.deadline !== undefined) { clearTimeout(a.deadline); a.deadline = undefined }
     if (a.error !== undefined && !a.aborted && a.statusCode === 0 && isClientFault(a.error, a.client)) a.clientFault = true
     a.target.onRequestEnd(-1, 0)
     if (a.observers.length > 0) a.notifyEnd(Date.now())
@@ -290,6 +298,8 @@ export class ProxyEngine implements TryRunner, AttemptObserver {
     }
     target.onRequestStart()
     const attempt = new Attempt(target, headersTimeout, entry.timeouts.body, st)
+    // a precise per-try deadline (undici's own headers timeout ticks every ~0.5 s; it stays as the backstop)
+    if (policy.perTryTimeout > 0 || policy.timeout > 0) attempt.deadline = setTimeout(expireTry, headersTimeout, attempt)
     if (entry.observers.length > 0) {
       attempt.observers = entry.observers
       attempt.notifyStart(Date.now())
