@@ -1,5 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client'
-import { metricOnce } from './registry.js'
+import type { Registry } from 'prom-client'
+import { counter, gauge } from './registry.js'
 
 /** Upgrade counts of one (route, upstream), read by prom-client at scrape time. */
 class UpgradeCounters {
@@ -28,26 +28,24 @@ export function createUpgradeMetrics (registry: Registry): UpgradeMetrics {
     if (c === undefined) all.set(key, c = new UpgradeCounters({ route, upstream }))
     return c
   }
-  metricOnce(registry, 'proxy_upgrades_total', () => new Counter({
+  counter(registry, {
     name: 'proxy_upgrades_total',
     help: 'Upgrade requests (WebSocket and others) by route and upstream',
     labelNames: ['route', 'upstream'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const c of all.values()) if (c.upgrades > 0) this.inc(c.labels, c.upgrades)
     },
-  }))
-  metricOnce(registry, 'proxy_upgraded_connections', () => new Gauge({
+  })
+  gauge(registry, {
     name: 'proxy_upgraded_connections',
     help: 'Upgraded connections (WebSocket and others) open now, by route and upstream',
     labelNames: ['route', 'upstream'] as const,
-    registers: [registry],
     collect () {
       this.reset()
       for (const c of all.values()) this.set(c.labels, c.open)
     },
-  }))
+  })
   return {
     upgrade (route, upstream) { of(route, upstream).upgrades++ },
     opened (route, upstream) {

@@ -2,6 +2,7 @@
 // own (one object per side, so the plugins' per-route plans cache per side); the choice is made once
 // per request when the table is matched: random by weight, or sticky by the route's hashOn key.
 import type { HashKeyFn, HashSource } from '../proxy/hash-key.js'
+import { hash32 } from '../balancers/consistent-hash.js'
 
 export const kSplit = Symbol.for('fastify-ha-gateway.split')
 
@@ -21,27 +22,11 @@ export class Split {
     let point: number
     const k = this.key === undefined ? undefined : this.key(src)
     if (k === undefined) point = Math.random() * this.total
-    else point = (fnv1a(k) / 4294967296) * this.total
+    else point = (hash32(k) / 4294967296) * this.total
     const cum = this.cum
     for (let i = 0; i < cum.length; i++) if (point < cum[i]) return this.sides[i]
     return this.sides[this.sides.length - 1]
   }
-}
-
-/** FNV-1a, 32 bits: a stable spread of keys over [0, 2^32). */
-function fnv1a (s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  // final avalanche (murmur3 fmix32): near keys ("user-1", "user-2") spread over the whole range
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }
 
 /** The config a request resolves to: a split entry picks its side; any other config is itself. */
