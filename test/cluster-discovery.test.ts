@@ -11,10 +11,10 @@ import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import { closeRedisConnection, createRedisConnection, registerService } from '../lib/cluster/index.js'
 import { gateway } from '../plugins/gateway.js'
-import { startRedis, type RedisProcess } from './helpers/redis.js'
-import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
+import type { RedisProcess } from './helpers/redis.js'
+import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-discovery-'))
 const TOKEN = 'discovery-admin-token'
@@ -25,14 +25,7 @@ const TTL = 1500 // ms, of the registrations
 let redis: RedisProcess
 let ups: UpstreamProcess[]
 const nodes: CliNode[] = []
-t.before(async () => {
-  [redis, ups] = await Promise.all([startRedis(), startUpstreams(4, 'sd')])
-})
-t.teardown(async () => {
-  await killAll(nodes)
-  await Promise.all(ups.map(async (u) => await u.kill()))
-  await redis.stop()
-})
+t.before(async () => { ({ redis, ups } = await startClusterFixture(t, 4, 'sd', nodes)) })
 
 /** Which upstream ids answer `n` requests to `path`. */
 async function answering (base: string, path: string, n = 8): Promise<Set<string>> {

@@ -9,11 +9,11 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { startNode } from '../plugins/gateway.js'
 import { validateConfig } from '../lib/config/index.js'
-import { startRedis, type RedisProcess } from './helpers/redis.js'
+import type { RedisProcess } from './helpers/redis.js'
 import { startSentinelGroup } from './helpers/sentinel.js'
-import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
+import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-e2e-'))
 const TOKEN = 'e2e-cluster-admin-token'
@@ -24,12 +24,7 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 let redis: RedisProcess
 let ups: UpstreamProcess[]
 const nodes: CliNode[] = []
-t.before(async () => { [redis, ups] = await Promise.all([startRedis(), startUpstreams(2, 'e')]) })
-t.teardown(async () => {
-  await killAll(nodes)
-  await Promise.all(ups.map(async (u) => await u.kill()))
-  await redis.stop()
-})
+t.before(async () => { ({ redis, ups } = await startClusterFixture(t, 2, 'e', nodes)) })
 
 function configFile (id: string, cluster: string, redisYaml: string): string {
   const p = join(dir, `${id}.yaml`)

@@ -6,9 +6,9 @@ import { mkdtempSync, writeFileSync, existsSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
-import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
+import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-'))
 const TOKEN = 'cluster-admin-token'
@@ -18,14 +18,7 @@ const HEARTBEAT = 500 // ms; TTL = 1500 ms
 let redis: RedisProcess
 let ups: UpstreamProcess[]
 const nodes: GatewayNode[] = []
-t.before(async () => {
-  [redis, ups] = await Promise.all([startRedis(), startUpstreams(3, 'k')])
-})
-t.teardown(async () => {
-  await killAll(nodes)
-  await Promise.all(ups.map(async (u) => await u.kill()))
-  await redis.stop()
-})
+t.before(async () => { ({ redis, ups } = await startClusterFixture(t, 3, 'k', nodes)) })
 
 type GatewayNode = CliNode
 

@@ -4,6 +4,8 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { startRedis, type RedisProcess } from './redis.js'
+import { startUpstreams, type UpstreamProcess } from './upstream.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -116,4 +118,24 @@ export async function until (what: string, fn: () => Promise<boolean> | boolean,
     if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, every))
   }
+}
+
+/** What a cluster test file runs on: one redis-server, `n` upstream processes, and the CLI nodes it starts. */
+export interface ClusterFixture {
+  redis: RedisProcess
+  ups: UpstreamProcess[]
+}
+
+/**
+ * Starts Redis and `n` upstreams (ids `<prefix>-1`...) and registers one teardown on `t` that kills every node
+ * in `nodes` (the file pushes the nodes it starts), the upstreams and Redis.
+ */
+export async function startClusterFixture (t: { teardown: (fn: () => Promise<void>) => void }, n: number, prefix: string, nodes: CliNode[]): Promise<ClusterFixture> {
+  const [redis, ups] = await Promise.all([startRedis(), startUpstreams(n, prefix)])
+  t.teardown(async () => {
+    await killAll(nodes)
+    await Promise.all(ups.map(async (u) => await u.kill()))
+    await redis.stop()
+  })
+  return { redis, ups }
 }
