@@ -164,9 +164,11 @@ t.test('a hung store: every waiting consume rejects by the deadline, nothing unh
   const on = (e: unknown): void => { unhandled.push(e) }
   process.on('unhandledRejection', on)
   t.teardown(() => { process.off('unhandledRejection', on) })
-  let release: (g: Grant) => void = () => {}
+  // every take waits; release() answers all of them (which one the store is waiting on depends on timing)
+  const pending: Array<(g: Grant) => void> = []
+  const release = (g: Grant): void => { for (const resolve of pending.splice(0)) resolve(g) }
   const hung: GrantSource = {
-    take: async () => await new Promise<Grant>((resolve) => { release = resolve }),
+    take: async () => await new Promise<Grant>((resolve) => { pending.push(resolve) }),
     refund: async () => {},
   }
   const store = new LeaseStore({ source: hung, timeout: 40 })
