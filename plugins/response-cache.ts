@@ -140,9 +140,10 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     const st = (request as CachedRequest)[kState]
     if (st === null || st.hit) { done(null, payload); return }
     if (!st.safe) {
-      // a successful write to the URL: its cached answers are stale everywhere
-      if (reply.statusCode < 400) cache.purge(st.url).catch(noop)
-      done(null, payload)
+      // a successful write to the URL: its cached answers are stale everywhere. The answer waits for the purge
+      // (bounded by the cache's Redis deadline) so the writer's next GET cannot read the old entry
+      if (reply.statusCode >= 400) { done(null, payload); return }
+      cache.purge(st.url).then(() => { done(null, payload) }, () => { done(null, payload) })
       return
     }
     reply.header('x-cache', 'MISS')
