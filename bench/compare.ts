@@ -15,8 +15,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,7 +22,7 @@ import { load } from './lib/load.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
 import { fmt, median, table } from './lib/report.js'
 import { CAN_PIN, killAll, pin, startChild, type BenchChild } from './lib/servers.js'
-import { gatewayConfig } from './lib/setups.js'
+import { freePort, gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
 
 const flags = Object.fromEntries(process.argv.slice(2).filter((a) => a.startsWith('--') && a.includes('='))
@@ -64,14 +62,6 @@ function cpuSeconds (pid: number): number {
   const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ') // fields from the 3rd on: utime is the 14th, stime the 15th
   return (Number(f[11]) + Number(f[12])) / TICK
-}
-
-async function freePort (): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as AddressInfo
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
 }
 
 const mine = new Set<ChildProcess>()

@@ -128,7 +128,8 @@ function portOf (node: unknown): number | undefined {
   return undefined
 }
 
-async function freePort (): Promise<number> {
+/** A free port on 127.0.0.1 (the bench's servers and generators only). */
+export async function freePort (): Promise<number> {
   const srv = net.createServer()
   await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
   const { port } = srv.address() as AddressInfo
