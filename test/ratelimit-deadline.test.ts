@@ -56,7 +56,12 @@ t.test('a stopped Redis: one batch that times out is one store error; its late r
   t.teardown(() => { client.disconnect() })
   const late: Array<[number, number]> = []
   const store = new RedisStore({ client, timeout: 30, onLate: (a, n) => late.push([a, n]) })
-  await store.consume('warm', rule, 1) // script loaded, connection up
+  // script loaded, connection up; on a busy machine the first call can miss its 30 ms: try again (Redis answers
+  // in order, so a missed warm-up's late report arrives before the next warm-up's answer and is cleared with it)
+  for (let i = 0; ; i++) {
+    try { await store.consume('warm', rule, 1); break } catch (err) { if (i >= 20) throw err }
+  }
+  late.length = 0
   let errors = 0
   const guard = new StoreGuard({ policy: 'fail_open', onError: () => errors++ })
   await redis.kill('SIGSTOP')
