@@ -48,9 +48,14 @@ export class RetryBudget {
       this.retries++
       return true
     }
+    this.refuse()
+    return false
+  }
+
+  /** Count a retry refused for want of room (tryAcquire does; so does a caller that only checked hasRoom()). */
+  refuse (): void {
     this.exhausted++
     this.onExhausted?.()
-    return false
   }
 
   /** Give back a slot taken by tryAcquire, once that retry or hedge has ended. */

@@ -2,7 +2,7 @@
 // other line, built by hand: no serializer, no child logger, one string per request.
 import type { Socket } from 'node:net'
 import { kProxy } from '../proxy/engine.js'
-import type { ProxyState } from '../proxy/state.js'
+import type { RequestRun } from '../proxy/request-run.js'
 import { kMatchedRoute, NO_ROUTE } from '../routes/route-config.js'
 
 /** What the line reads of a request (a FastifyRequest satisfies it). */
@@ -28,7 +28,7 @@ const kRead = Symbol('fastify-ha-gateway.accessLog.read')
 const kWritten = Symbol('fastify-ha-gateway.accessLog.written')
 type Marked = Socket & { [kRead]?: number, [kWritten]?: number }
 
-type Routed = AccessRequest & { [kProxy]?: ProxyState | null, [kMatchedRoute]?: { gatewayRoute?: unknown, upstream?: unknown } | null }
+type Routed = AccessRequest & { [kProxy]?: RequestRun | null, [kMatchedRoute]?: { gatewayRoute?: unknown, upstream?: unknown } | null }
 
 const str = (s: string | undefined | null): string => s == null ? 'null' : JSON.stringify(s)
 
@@ -47,9 +47,9 @@ export function accessLine (request: AccessRequest, reply: AccessReply, now: num
   let tries = 0
   if (st != null) {
     route = st.plan.label
-    upstream = st.entry?.name ?? st.plan.upstreamName
-    target = st.current?.target.id
-    tries = st.tries
+    upstream = st.upstreamName
+    target = st.targetId
+    tries = st.tryCount
   } else {
     // not proxied (404, 429, a static route): the route the request matched, if any
     const m = r[kMatchedRoute]

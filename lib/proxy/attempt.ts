@@ -1,10 +1,10 @@
+import type { Action } from '../failover/decide.js'
+import type { BudgetLease } from '../failover/budget-lease.js'
 import type { Target } from '../upstream/target.js'
-import type { TryObserver, TryResult } from '../upstream/registry.js'
+import type { TryObserver } from '../upstream/registry.js'
 import type { UpstreamFailover } from './failover-registry.js'
 
 const NO_OBSERVERS: readonly TryObserver[] = []
-// Reused per call: observers read it synchronously and keep nothing.
-const result: TryResult = { statusCode: 0, error: undefined, aborted: false }
 
 /** What the proxy reads of the client's request (a node:http IncomingMessage) when a try fails. */
 export interface ClientRequestState {
@@ -12,24 +12,25 @@ export interface ClientRequestState {
   readonly destroyed: boolean
 }
 
-/** The response callback a dispatcher owes for this try (reply-from's), held while the try runs. */
-export type TryCallback = (err: Error | null, data?: unknown) => void
+/** What happens to a try's response once its headers are in: an Action (pass it, or drop it and retry / fall back), or just drop it (a lost hedge, a failure while another try runs). */
+export type Fate = Action | { readonly kind: 'drop' }
+export const PASSES: Fate = { kind: 'pass' }
+export const DROPPED: Fate = { kind: 'drop' }
 
-/** What happens to a try's response once its headers are in: sent to the client... */
-export const PASS = 0
-/** ...dropped (a hedge that lost, a failure while another try runs)... */
-export const DROP = 1
-/** ...or dropped, and the next try starts after retryDelay. */
-export const RETRY = 2
-/** ...or dropped, and the route's static fallbackResponse answers. */
-export const FALLBACK = 3
-export type Verdict = typeof PASS | typeof DROP | typeof RETRY | typeof FALLBACK
+/** Who started a try (lib/proxy/request-run.ts), told by the try handler what happens to it. */
+export interface TryOwner {
+  /** Final response headers are in (statusCode, headersMs set): decide the try's fate. reply-from's callbacks for it run right after, synchronously. */
+  tryHeaders (a: Attempt): void
+  /** ...and that synchronous chain is over. */
+  tryHeadersDone (a: Attempt): void
+  /** The try failed before response headers (a.error); called on a later microtask, after the try ended. */
+  tryFailed (a: Attempt): void
+}
 
-/**
- * One try of a proxied request against one target. It is also the request's
- * abort signal: undici accepts any object with `on`/`once`/`removeListener`, so
- * cancelling needs no AbortController per request.
- */
+/** undici's abort for one request (handed to the handler's onConnect). */
+export type AbortFn = (reason?: Error) => void
+
+/** One try of a proxied request against one target: what it was sent with, how it went, and how to cancel it. */
 export class Attempt {
   target: Target
   /** performance.now() when the try was dispatched. */
@@ -39,25 +40,20 @@ export class Attempt {
   /** ms from dispatch to response headers; -1 until they arrive. */
   headersMs = -1
   statusCode = 0
+  /** The response's raw header list (undici's), kept to read Retry-After from only when the status is retried. */
+  rawHeaders: Buffer[] | string[] | undefined = undefined
   error: Error | undefined = undefined
   ended = false
   headersTimeout: number
   bodyTimeout: number
-  /** Free slot for the layer that started the try (its request state); cleared when the try ends. */
-  owner: unknown
-  /** Set by the dispatcher while the try runs: who to tell, and the caller's callback. */
-  observer: unknown = undefined
-  callback: TryCallback | undefined = undefined
+  /** The request run that started the try; cleared when the try ends or the run closes. */
+  owner: TryOwner | undefined
   /** Circuit-breaker ticket of this try (-1: no breaker). */
   ticket = -1
-  /** This try holds a retry-budget slot (a retry or a hedge): released when it ends. */
-  slot = false
-  /** What the proxy does with this try's response: see Verdict. */
-  verdict: Verdict = PASS
-  /** Backoff before the next try when verdict is RETRY (ms). */
-  retryDelay = 0
-  /** The response's Retry-After header, if any. */
-  retryAfter: string | string[] | undefined = undefined
+  /** The retry-budget slot this try runs on (a retry or a hedge): released when it ends. */
+  lease: BudgetLease | undefined = undefined
+  /** What the proxy does with this try's response: see Fate. */
+  fate: Fate = PASSES
   /** Budget and breakers of the upstream this try went to. */
   failover: UpstreamFailover | undefined = undefined
 
@@ -69,39 +65,31 @@ export class Attempt {
   clientFault = false
   /** The client's request (its body feeds this try): tells a client-caused failure from the target's. */
   client: ClientRequestState | undefined = undefined
-  reason: unknown = undefined
+  /** Why the try was cancelled (abort or expire), passed to undici's abort. */
+  reason: Error | undefined = undefined
   /** The per-try headers deadline (only on routes with failover.perTryTimeout or timeout). */
-  deadline: NodeJS.Timeout | undefined = undefined
-  private abortListener: (() => void) | undefined = undefined
+  deadline: unknown = undefined
+  private abortFn: AbortFn | undefined = undefined
 
-  constructor (target: Target, headersTimeout: number, bodyTimeout: number, owner?: unknown) {
+  constructor (target: Target, headersTimeout: number, bodyTimeout: number, owner?: TryOwner) {
     this.target = target
     this.headersTimeout = headersTimeout
     this.bodyTimeout = bodyTimeout
     this.owner = owner
   }
 
-  // --- the EventEmitter subset undici's addAbortListener uses ---
-  on (event: string, fn: () => void): this {
-    if (event === 'abort') this.abortListener = fn
-    return this
-  }
-
-  once (event: string, fn: () => void): this { return this.on(event, fn) }
-
-  removeListener (event: string, fn: () => void): this {
-    if (event === 'abort' && this.abortListener === fn) this.abortListener = undefined
-    return this
+  /** The request reached undici's connection: `abort` cancels it from now on (and at once if the try was cancelled before). */
+  connected (abort: AbortFn): void {
+    if (this.ended) return
+    if (this.reason !== undefined) abort(this.reason)
+    else this.abortFn = abort
   }
 
   /** Abort the upstream request (client went away, hedge lost, deadline passed). */
-  abort (reason?: Error): void {
+  abort (reason: Error): void {
     if (this.aborted || this.ended) return
     this.aborted = true
-    this.reason = reason
-    const fn = this.abortListener
-    this.abortListener = undefined
-    if (fn !== undefined) fn()
+    this.cancel(reason)
   }
 
   /**
@@ -111,10 +99,14 @@ export class Attempt {
    */
   expire (reason: Error): void {
     if (this.aborted || this.ended || this.headersMs >= 0) return
+    this.cancel(reason)
+  }
+
+  private cancel (reason: Error): void {
     this.reason = reason
-    const fn = this.abortListener
-    this.abortListener = undefined
-    if (fn !== undefined) fn()
+    const fn = this.abortFn
+    this.abortFn = undefined
+    if (fn !== undefined) fn(reason)
   }
 
   notifyStart (now: number): void {
@@ -125,22 +117,30 @@ export class Attempt {
   notifyEnd (now: number): void {
     const obs = this.observers
     if (obs.length === 0) return
-    result.statusCode = this.statusCode
-    result.error = this.error
-    result.aborted = this.aborted || this.clientFault
+    const result = { statusCode: this.statusCode, error: this.error, aborted: this.aborted || this.clientFault }
     for (let i = 0; i < obs.length; i++) obs[i].onTryEnd?.(this.target, result, now)
+  }
+
+  /** The response's Retry-After header, if any (read from the raw list: only asked for a retried status). */
+  retryAfter (): string | undefined {
+    const raw = this.rawHeaders
+    if (raw === undefined) return undefined
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i]
+      if (name.length === 11 && name.toString().toLowerCase() === 'retry-after') return raw[i + 1].toString()
+    }
+    return undefined
   }
 
   /** Drop every link to the request this try served (called once it ended). */
   release (): void {
-    if (this.deadline !== undefined) { clearTimeout(this.deadline); this.deadline = undefined }
     this.owner = undefined
-    this.observer = undefined
-    this.callback = undefined
-    this.abortListener = undefined
+    this.abortFn = undefined
     this.reason = undefined
     this.failover = undefined
     this.client = undefined
+    this.lease = undefined
+    this.rawHeaders = undefined
     this.observers = NO_OBSERVERS
   }
 }

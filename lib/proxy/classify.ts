@@ -18,10 +18,14 @@ function isConnectTimeout (err: unknown): boolean {
   return false
 }
 
-/** The client-facing error for a failed try: 502 connect/reset/other, 504 timeout (connect timeout included). */
+/** The client-facing error code for a failed try: 502 connect/reset/other, 504 timeout (connect timeout included). */
+export function upstreamErrorName (kind: ErrorClass, cause?: unknown): GatewayErrorName {
+  return kind === 'connect' && isConnectTimeout(cause) ? 'UPSTREAM_TIMEOUT' : KIND_TO_ERROR[kind]
+}
+
+/** The client-facing error for a failed try (see upstreamErrorName). */
 export function upstreamError (kind: ErrorClass, upstream: string, cause?: unknown): GatewayError {
-  const name = kind === 'connect' && isConnectTimeout(cause) ? 'UPSTREAM_TIMEOUT' : KIND_TO_ERROR[kind]
-  return new GatewayError(name, upstream, { cause })
+  return new GatewayError(upstreamErrorName(kind, cause), upstream, { cause })
 }
 
 export { classifyError, type ErrorClass }

@@ -1,7 +1,8 @@
 // Answers the proxy gives itself (errors, the static fallback), small upstream bodies taken whole, and dropping an upstream response.
 import type { GatewayError } from '../errors.js'
+import { classifyError, upstreamError } from './classify.js'
 import type { FallbackResponse } from './failover-registry.js'
-import type { ProxyReply } from './state.js'
+import type { ProxyReply } from './types.js'
 
 export function sendError (reply: ProxyReply, err: GatewayError): void {
   if (reply.sent) return
@@ -50,4 +51,28 @@ export function takeWhole (body: UpstreamBody, reply: ProxyReply): boolean {
   if (declared === undefined || reply.getHeader('content-type') === undefined) return false
   const len = Number(declared)
   return len > 0 && len <= WHOLE_BODY_MAX
+}
+
+/** An upstream response as reply-from hands it to onResponse. */
+export interface UpstreamResponse {
+  stream: NodeJS.ReadableStream & UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> }
+}
+
+/** The client gets the upstream's response: a small body read whole and sent as one buffer, else piped. */
+export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: string): void {
+  const body = res.stream
+  if (takeWhole(body, reply)) {
+    body.bytes!().then((u8) => {
+      if (!reply.sent && !reply.raw.destroyed) reply.send(Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength))
+    }, (err: Error) => { bodyFailed(reply, err, upstream) })
+    return
+  }
+  reply.send(body)
+}
+
+/** The upstream failed in the middle of a body taken whole: nothing reached the client yet, so it gets a 502, not half a body. */
+function bodyFailed (reply: ProxyReply, error: Error, upstream: string): void {
+  if (reply.sent || reply.raw.destroyed) return
+  for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name) // the upstream's, for the body that never came
+  sendError(reply, upstreamError(classifyError(error), upstream, error))
 }
