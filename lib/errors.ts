@@ -91,7 +91,8 @@ export function raiseError (reply: ErrorReply, err: Error & { statusCode: number
 /**
  * Response schema (for `response: { '4xx': ERROR_BODY_SCHEMA }`) of a route whose errors carry more than Fastify's
  * four fields: Fastify serializes a raised error with it (through the error's `toJSON`), in the order listed here,
- * which is the order of GatewayError.toJSON and its subclasses.
+ * which is the order of GatewayError.toJSON and its subclasses. Other keys pass (an app's error handler may send
+ * a body of its own shape on the route); an error without `toJSON` (Fastify's own) still gets its four fields only.
  */
 export const ERROR_BODY_SCHEMA = {
   type: 'object',
@@ -105,6 +106,7 @@ export const ERROR_BODY_SCHEMA = {
     /** ConfigConflictError: the version the store holds. */
     currentVersion: { type: 'number' },
   },
+  additionalProperties: true,
 } as const
 
 const REASONS: Record<number, string> = {

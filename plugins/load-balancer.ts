@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
@@ -223,11 +223,12 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
  * 400 FHG_ERR_BAD_PATH for a path a URL parser would change (lib/routes/path-guard.ts). Checks the URL
  * the routes matched and, if an app's rewriteUrl changed it, the raw one the proxy forwards.
  */
-function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const raw = request.raw.url
   const why = badPathReason(request.url) ?? (raw !== undefined && raw !== request.url ? badPathReason(raw) : undefined)
   if (why === undefined) { done(); return }
-  answerError(reply, new GatewayError('BAD_PATH', why))
+  reply.code(400)
+  done(new GatewayError('BAD_PATH', why)) // through Fastify: the route's error handler answers it
 }
 
 function upstreamOf (upstreams: UpstreamRegistry, origin: string): UpstreamEntry | undefined {

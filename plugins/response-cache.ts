@@ -131,9 +131,9 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
 
   function miss (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (request.headers['cache-control'] === undefined || !onlyIfCached(request.headers)) { done(); return }
-    // RFC 9111 §5.2.1.7: only a stored answer was wanted
-    const err = new GatewayError('NOT_CACHED')
-    reply.code(err.statusCode).send(err.toJSON())
+    // RFC 9111 §5.2.1.7: only a stored answer was wanted; raised through Fastify (the route's error handler answers)
+    reply.code(504)
+    done(new GatewayError('NOT_CACHED'))
   }
 
   function store (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
