@@ -10,6 +10,7 @@ import {
   type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
 } from '../lib/ratelimit/policy.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
+import { RoutePlans } from '../lib/routes/plans.js'
 import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
@@ -161,27 +162,20 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   client?.on('ready', onReady)
 
   // --- per-route plans, resolved lazily on the first request (routes declared before or after the plugin) ---
-  const plans = new WeakMap<object, Plan | typeof NONE>()
-
-  function resolve (request: FastifyRequest, config: object): Plan | typeof NONE {
+  const plans = new RoutePlans<Plan | typeof NONE, FastifyRequest>((config, request) => {
     const c = config as { rateLimit?: RouteRateLimit, gatewayRoute?: string }
     const route = c.gatewayRoute ?? request.routeOptions.url ?? 'unknown'
     const compiled = compileRoutePolicy(c.rateLimit === undefined ? opts.default : c.rateLimit, route, `route ${route}: rateLimit`, prefix)
-    const plan = compiled === undefined ? NONE : { policy: compiled, counters: metrics?.forRoute(route), lastShadowLog: 0 }
-    plans.set(config, plan)
-    return plan
-  }
+    return compiled === undefined ? NONE : { policy: compiled, counters: metrics?.forRoute(route), lastShadowLog: 0 }
+  })
 
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const config = routeConfigOf(request)
-    let plan = plans.get(config)
-    if (plan === undefined) {
-      try {
-        plan = resolve(request, config)
-      } catch (err) {
-        done(err as Error)
-        return
-      }
+    let plan: Plan | typeof NONE
+    try {
+      plan = plans.of(routeConfigOf(request), request)
+    } catch (err) {
+      done(err as Error)
+      return
     }
     if (plan === NONE) { done(); return }
     let ip = ''
