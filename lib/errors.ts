@@ -64,6 +64,51 @@ export class GatewayError extends Error {
   }
 }
 
+/** What raising an error needs of a Fastify reply (a structural type: lib/ stays free of Fastify). */
+export interface ErrorReply {
+  readonly sent: boolean
+  code (statusCode: number): unknown
+  send (payload?: unknown): unknown
+}
+
+/**
+ * The gateway error mechanism: every answer the gateway gives itself is raised through Fastify, never written
+ * by hand, so the route's error handler answers it: an app's `setErrorHandler` sees (and may shape) a 429, a 401,
+ * a 502; with none, Fastify's default handler writes what the gateway wrote by hand before: the status, any
+ * headers set on the reply before (Retry-After, RateLimit-*, WWW-Authenticate), `application/json; charset=utf-8`
+ * and `{"statusCode","code","error","message"}` in that order (fastify/lib/error-handler.js fallbackErrorHandler).
+ * In a hook or handler, throwing or `done(err)` is the same; this is for the places that answer from a callback
+ * (the proxy's reply-from hooks, a rate-limit decision settled later). The status is set first, so an error
+ * handler reads it from `reply.statusCode` too (and a status set earlier, say an upstream's, cannot win).
+ * A body with more than the four fields (ConfigError's `issues`) needs the route to declare ERROR_BODY_SCHEMA.
+ */
+export function raiseError (reply: ErrorReply, err: Error & { statusCode: number }): void {
+  if (reply.sent) return
+  reply.code(err.statusCode)
+  reply.send(err)
+}
+
+/**
+ * Response schema (for `response: { '4xx': ERROR_BODY_SCHEMA }`) of a route whose errors carry more than Fastify's
+ * four fields: Fastify serializes a raised error with it (through the error's `toJSON`), in the order listed here,
+ * which is the order of GatewayError.toJSON and its subclasses. Other keys pass (an app's error handler may send
+ * a body of its own shape on the route); an error without `toJSON` (Fastify's own) still gets its four fields only.
+ */
+export const ERROR_BODY_SCHEMA = {
+  type: 'object',
+  properties: {
+    statusCode: { type: 'number' },
+    code: { type: 'string' },
+    error: { type: 'string' },
+    message: { type: 'string' },
+    /** ConfigError: every problem of the config, by path. */
+    issues: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+    /** ConfigConflictError: the version the store holds. */
+    currentVersion: { type: 'number' },
+  },
+  additionalProperties: true,
+} as const
+
 const REASONS: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 428: 'Precondition Required', 429: 'Too Many Requests',
   500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',

@@ -5,7 +5,7 @@ import type { AuthThrottleOptions } from '../lib/auth-throttle.js'
 import { ConfigConflictError } from '../lib/cluster/index.js'
 import { diffSharedConfig } from '../lib/cluster/config-diff.js'
 import { ConfigError, inputGuardIssues } from '../lib/config/index.js'
-import { GatewayError } from '../lib/errors.js'
+import { ERROR_BODY_SCHEMA, GatewayError } from '../lib/errors.js'
 import type { SharedConfig } from '../types/index.js'
 import { bearerGuard, type Guard } from './auth-guard.js'
 import { ownListener } from './own-listener.js'
@@ -59,7 +59,10 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
   const admin: AdminRoutes = {
     get: (url, handler) => { server.get(prefix + url, { onRequest: guard, logLevel: 'warn' }, handler) },
     write: (method, url, handler) => {
-      writes.push((scope) => { scope.route({ method, url: prefix + url, onRequest: guard, onResponse: audit, bodyLimit: CONFIG_BODY_LIMIT, handler }) })
+      // errors are raised through Fastify; the schema keeps the fields a config error carries past Fastify's four
+      writes.push((scope) => {
+        scope.route({ method, url: prefix + url, onRequest: guard, onResponse: audit, bodyLimit: CONFIG_BODY_LIMIT, schema: { response: { '4xx': ERROR_BODY_SCHEMA } }, handler })
+      })
     },
     audit: (request, detail) => { audits.set(request, { ...audits.get(request), ...detail }) },
   }
@@ -135,13 +138,11 @@ function clusterRoutes (fastify: FastifyInstance, admin: AdminRoutes): void {
   admin.write('PUT', '/config', async (request, reply) => {
     const ifMatch = request.headers['if-match']
     if (ifMatch === undefined || ifMatch === '') {
-      const err = new GatewayError('PRECONDITION_REQUIRED', 'GET the config, then PUT with If-Match: <version>')
-      return await reply.code(428).send(err.toJSON())
+      throw new GatewayError('PRECONDITION_REQUIRED', 'GET the config, then PUT with If-Match: <version>')
     }
     const m = /^(?:W\/)?"?(\d+)"?$/.exec(ifMatch.trim())
     if (m === null) {
-      const err = new GatewayError('PRECONDITION_REQUIRED', `If-Match must be a config version, got ${JSON.stringify(ifMatch)}`)
-      return await reply.code(428).send(err.toJSON())
+      throw new GatewayError('PRECONDITION_REQUIRED', `If-Match must be a config version, got ${JSON.stringify(ifMatch)}`)
     }
     const from = Number(m[1])
     // the audit names what the write changes against the version it replaces (this node may lag it)
@@ -156,14 +157,8 @@ function clusterRoutes (fastify: FastifyInstance, admin: AdminRoutes): void {
       reply.header('etag', `"${version}"`)
       return { version }
     } catch (err) {
-      if (err instanceof ConfigError) {
-        return await reply.code(400).send(err.toJSON())
-      }
-      if (err instanceof ConfigConflictError) {
-        reply.header('etag', `"${err.currentVersion}"`)
-        return await reply.code(409).send({ ...err.toJSON(), currentVersion: err.currentVersion })
-      }
-      if (err instanceof GatewayError) return await reply.code(err.statusCode).send(err.toJSON())
+      // raised through Fastify (ConfigError's issues and the conflict's currentVersion by the route's ERROR_BODY_SCHEMA)
+      if (err instanceof ConfigConflictError) reply.header('etag', `"${err.currentVersion}"`)
       throw err
     }
   })

@@ -1,5 +1,6 @@
 // The Bearer-token guard of the admin and metrics routes: constant-time check, failures logged
 // (client IP and route, never the token) and throttled per client IP (429 with Retry-After).
+// Refusals are thrown: the route's error handler (an app's setErrorHandler, else Fastify's) answers them.
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { makeTokenCheck } from '../lib/admin-auth.js'
 import { AuthThrottle, type AuthThrottleOptions } from '../lib/auth-throttle.js'
@@ -24,9 +25,8 @@ export function bearerGuard (token: string, o: GuardOptions): Guard {
     if (wait > 0) {
       // refused before the check: a throttled client learns nothing about its guess
       const seconds = Math.ceil(wait / 1000)
-      const err = new GatewayError('AUTH_THROTTLED', `${seconds} s`)
-      reply.code(429).header('retry-after', String(seconds)).send(err.toJSON())
-      return reply
+      reply.code(429).header('retry-after', String(seconds))
+      throw new GatewayError('AUTH_THROTTLED', `${seconds} s`)
     }
     if (check(request.headers.authorization)) {
       o.onPass?.(request)
@@ -35,8 +35,7 @@ export function bearerGuard (token: string, o: GuardOptions): Guard {
     throttle.fail(ip)
     request.log.warn({ clientIp: ip, method: request.method, route: request.routeOptions.url, throttled: throttle.blockedFor(ip) > 0 },
       `${o.what} authentication failed`)
-    const err = new GatewayError('UNAUTHORIZED')
-    reply.code(401).header('www-authenticate', 'Bearer').send(err.toJSON())
-    return reply
+    reply.code(401).header('www-authenticate', 'Bearer')
+    throw new GatewayError('UNAUTHORIZED')
   }
 }

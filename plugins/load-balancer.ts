@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
@@ -21,6 +21,7 @@ import { compileUpstreamPath } from '../lib/proxy/upstream-path.js'
 import { UpgradeProxy, type UpgradeRoute } from '../lib/proxy/upgrade.js'
 import { createUpgradeMetrics } from '../lib/metrics/upgrade-metrics.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
+import { RoutePlans } from '../lib/routes/plans.js'
 import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
 import type { UpstreamEntry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstream/registry.js'
 import { UpstreamRegistry } from '../lib/upstream/registry.js'
@@ -34,8 +35,20 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
   readonly failover: FailoverRegistry
   readonly notifications: Notifications
   readonly upgrades: UpgradeProxy
-  /** Each route config's upgrade plan, made once (WeakMap: a config object dropped by config sync goes with it). */
-  private readonly upgradePlans = new WeakMap<object, UpgradeRoute>()
+  /** Each route config's upgrade plan, made once. */
+  private readonly upgradePlans = new RoutePlans<UpgradeRoute>((c) => {
+    const config = c as ProxyOptions
+    const name = String(config.upstream)
+    return {
+      upstream: name,
+      strategy: config.strategy,
+      hashKey: config.hashOn !== undefined ? compileHashOn(config.hashOn) : undefined,
+      label: config.gatewayRoute ?? 'unknown',
+      maxRetries: this.failover.forRoute(name, config.failover, undefined).policy.maxRetries,
+      preserveHost: config.preserveHost === true,
+      upstreamPath: compileUpstreamPath(config.gatewayRoute ?? '/', config),
+    }
+  })
   constructor (upstreams: UpstreamRegistry, agent: Agent, failover: FailoverRegistry, notifications: Notifications, upgrades: UpgradeProxy) {
     super()
     this.upstreams = upstreams
@@ -46,21 +59,7 @@ class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
   }
 
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, config: ProxyOptions): void {
-    let plan = this.upgradePlans.get(config)
-    if (plan === undefined) {
-      const name = String(config.upstream)
-      plan = {
-        upstream: name,
-        strategy: config.strategy,
-        hashKey: config.hashOn !== undefined ? compileHashOn(config.hashOn) : undefined,
-        label: config.gatewayRoute ?? 'unknown',
-        maxRetries: this.failover.forRoute(name, config.failover, undefined).policy.maxRetries,
-        preserveHost: config.preserveHost === true,
-        upstreamPath: compileUpstreamPath(config.gatewayRoute ?? '/', config),
-      }
-      this.upgradePlans.set(config, plan)
-    }
-    this.upgrades.handle(req, socket, head, plan)
+    this.upgrades.handle(req, socket, head, this.upgradePlans.of(config, undefined))
   }
 
   addUpstream (name: string, spec: UpstreamSpec): UpstreamEntry { return this.upstreams.upsert(name, spec) }
@@ -147,8 +146,7 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   // one request shape: the state slot exists on every request from the start
   if (!fastify.hasRequestDecorator(kProxy as unknown as string)) fastify.decorateRequest(kProxy as unknown as string, null)
 
-  // --- route plans, resolved once per route (WeakMap: routes declared before or after the plugin alike) ---
-  const plans = new WeakMap<object, RoutePlan>()
+  // --- route plans, resolved once per route config (routes declared before or after the plugin alike) ---
 
   function makePlan (src: ProxyOptions, label: string): RoutePlan {
     if (typeof src.upstream !== 'string') {
@@ -168,15 +166,14 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     }
   }
 
-  function planFor (request: FastifyRequest, override: ProxyOptions | undefined): RoutePlan {
+  // keyed by the route's config, or by the options object a handler passes to reply.proxy(options)
+  const plans = new RoutePlans<RoutePlan, FastifyRequest>((key, request) => {
     const config = routeConfigOf(request) as ProxyOptions
-    const key = override ?? config
-    let plan = plans.get(key)
-    if (plan === undefined) {
-      plan = makePlan({ ...config, ...override }, config.gatewayRoute ?? request.routeOptions.url ?? 'unknown')
-      plans.set(key, plan)
-    }
-    return plan
+    return makePlan(key === config ? config : { ...config, ...key }, config.gatewayRoute ?? request.routeOptions.url ?? 'unknown')
+  })
+
+  function planFor (request: FastifyRequest, override: ProxyOptions | undefined): RoutePlan {
+    return plans.of(override ?? routeConfigOf(request), request)
   }
 
   function resolveEntry (plan: RoutePlan): UpstreamEntry | undefined {
@@ -223,11 +220,12 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
  * 400 FHG_ERR_BAD_PATH for a path a URL parser would change (lib/routes/path-guard.ts). Checks the URL
  * the routes matched and, if an app's rewriteUrl changed it, the raw one the proxy forwards.
  */
-function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+function refuseBadPath (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const raw = request.raw.url
   const why = badPathReason(request.url) ?? (raw !== undefined && raw !== request.url ? badPathReason(raw) : undefined)
   if (why === undefined) { done(); return }
-  answerError(reply, new GatewayError('BAD_PATH', why))
+  reply.code(400)
+  done(new GatewayError('BAD_PATH', why)) // through Fastify: the route's error handler answers it
 }
 
 function upstreamOf (upstreams: UpstreamRegistry, origin: string): UpstreamEntry | undefined {

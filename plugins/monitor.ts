@@ -1,6 +1,6 @@
 // The monitor plugin: publishes this node's summary with its heartbeat, serves the cluster metrics,
 // the alerts and the dashboard, and runs the cluster's AlertManager (one evaluator per cluster).
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Ticker } from '../lib/cluster/ticker.js'
 import { GatewayError } from '../lib/errors.js'
@@ -118,21 +118,19 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
   // the admin's guard (constant time, failures logged and throttled) and its listener when admin.listen is set
   const guard = bearerGuard(token, { what: 'admin' })
   const server = opts.listen === undefined ? fastify : ownListener(fastify, opts.listen, 'admin.listen')
-  const alerts = async (reply: FastifyReply): Promise<Awaited<ReturnType<AlertManager['list']>> | undefined> => {
+  // a Redis failure is raised through Fastify: the route's error handler answers it
+  const alerts = async (): Promise<Awaited<ReturnType<AlertManager['list']>>> => {
     try {
       return await manager.list()
     } catch (err) {
-      const e = new GatewayError('REDIS_UNAVAILABLE', (err as Error).message)
-      await reply.code(e.statusCode).send(e.toJSON())
-      return undefined
+      throw new GatewayError('REDIS_UNAVAILABLE', (err as Error).message)
     }
   }
 
   server.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => view())
-  server.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => await alerts(reply))
+  server.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async () => await alerts())
   server.get(`${prefix}/dashboard/data`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
-    const list = await alerts(reply)
-    if (list === undefined) return reply
+    const list = await alerts()
     reply.header('cache-control', 'no-store')
     return { cluster: clusterName, self: nodeId, metrics: view(), alerts: list, history: history.points() }
   })

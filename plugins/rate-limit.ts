@@ -10,6 +10,7 @@ import {
   type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
 } from '../lib/ratelimit/policy.js'
 import { routeConfigOf } from '../lib/routes/route-config.js'
+import { RoutePlans } from '../lib/routes/plans.js'
 import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
 import { MemoryStore } from '../lib/ratelimit/memory-store.js'
@@ -51,6 +52,27 @@ export interface RateLimitPluginOptions {
   /** Bring your own stores (tests, other backends): exact decisions, and lease mode. */
   store?: RateLimitStore
   leaseStore?: RateLimitStore
+  /**
+   * What a request over its limit is refused with, as @fastify/rate-limit's option of that name: the value returned
+   * is raised through Fastify (the route's error handler answers it; an object that is not an Error is sent as the
+   * body, with its `statusCode` as the status). Default: FHG_ERR_RATE_LIMITED from lib/errors.ts. Retry-After and
+   * the RateLimit headers are set on the reply before. Not called for FHG_ERR_RATE_LIMIT_UNAVAILABLE (the store failed).
+   */
+  errorResponseBuilder?: (request: FastifyRequest, context: RateLimitErrorContext) => object
+}
+
+/** What `errorResponseBuilder` is told (the fields of @fastify/rate-limit's context, same names). */
+export interface RateLimitErrorContext {
+  /** 429. */
+  statusCode: number
+  /** Always false: this limiter does not ban. */
+  ban: boolean
+  /** When to come back, as the default message says it: `3 s`. */
+  after: string
+  /** The limit of the rule that refused the request (the most restrictive one). */
+  max: number
+  /** ms until the client may retry. */
+  ttl: number
 }
 
 /** The `fastify.gatewayRateLimit` decorator: what the limiter runs on, for status pages and tests. */
@@ -140,27 +162,20 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   client?.on('ready', onReady)
 
   // --- per-route plans, resolved lazily on the first request (routes declared before or after the plugin) ---
-  const plans = new WeakMap<object, Plan | typeof NONE>()
-
-  function resolve (request: FastifyRequest, config: object): Plan | typeof NONE {
+  const plans = new RoutePlans<Plan | typeof NONE, FastifyRequest>((config, request) => {
     const c = config as { rateLimit?: RouteRateLimit, gatewayRoute?: string }
     const route = c.gatewayRoute ?? request.routeOptions.url ?? 'unknown'
     const compiled = compileRoutePolicy(c.rateLimit === undefined ? opts.default : c.rateLimit, route, `route ${route}: rateLimit`, prefix)
-    const plan = compiled === undefined ? NONE : { policy: compiled, counters: metrics?.forRoute(route), lastShadowLog: 0 }
-    plans.set(config, plan)
-    return plan
-  }
+    return compiled === undefined ? NONE : { policy: compiled, counters: metrics?.forRoute(route), lastShadowLog: 0 }
+  })
 
   function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const config = routeConfigOf(request)
-    let plan = plans.get(config)
-    if (plan === undefined) {
-      try {
-        plan = resolve(request, config)
-      } catch (err) {
-        done(err as Error)
-        return
-      }
+    let plan: Plan | typeof NONE
+    try {
+      plan = plans.of(routeConfigOf(request), request)
+    } catch (err) {
+      done(err as Error)
+      return
     }
     if (plan === NONE) { done(); return }
     let ip = ''
@@ -169,8 +184,9 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       if (allow !== undefined && allow(ip)) { done(); return }
     }
     const rules = plan.policy.rules
-    // decided now (true: go on); `done()` runs outside the try, so an error of a later hook is never reported twice
+    // decided now (true: go on, or `refused`); `done()` runs outside the try, so an error of a later hook is never reported twice
     let proceed = false
+    let refused: object | undefined
     try {
       if (rules.length === 1) {
         const r = rules[0]
@@ -181,8 +197,10 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
           const key = storeKey(r, request, ip)
           // a lease with units left (or the memory store) decides now: no promise, no object kept for the request
           const now = guard.consumeNow(store, key, r.rule, cost)
-          if (now !== undefined) proceed = settle(plan, request, reply, ip, now, undefined)
-          else {
+          if (now !== undefined) {
+            refused = settle(plan, request, reply, ip, now, undefined)
+            proceed = refused === undefined
+          } else {
             const st = new Pending(plan, request, reply, done, ip)
             guard.consume(store, key, r.rule, cost, timedOf(r)).then((o) => { st.after(o, undefined) }, done)
           }
@@ -200,6 +218,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       return
     }
     if (proceed) done()
+    else if (refused !== undefined) done(refused as Error)
   }
 
   function storeOf (r: CompiledRule): RateLimitStore {
@@ -218,20 +237,24 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
 
     /** `done()` runs outside the try, so an error of a later hook is never reported twice. */
     after (o: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): void {
-      let proceed: boolean
+      let refused: object | undefined
       try {
-        proceed = settle(this.plan, this.request, this.reply, this.ip, o, outs)
+        refused = settle(this.plan, this.request, this.reply, this.ip, o, outs)
       } catch (err) {
         this.done(err as Error)
         return
       }
-      if (proceed) this.done()
+      // a refusal goes through Fastify's error path (as a throwing hook's would): the route's error handler answers it
+      this.done(refused as Error | undefined)
     }
   }
 
-  /** Count, set headers, and refuse (false) or let the request go on (true). One outcome `o`, or several `outs`. */
+  /**
+   * Count, set headers, and return what to refuse the request with (raised by the hook's `done(err)`, so the route's
+   * error handler answers it) or undefined to let it go on. One outcome `o`, or several `outs`.
+   */
   function settle (plan: Plan, request: FastifyRequest, reply: FastifyReply, ip: string,
-    o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): boolean {
+    o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): object | undefined {
     const rules = plan.policy.rules
     let limited = false
     let shadowLimited = false
@@ -281,14 +304,17 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     }
     if (limited) {
       const s = Math.max(1, ceilSeconds(retryMs))
-      sendError(reply, new GatewayError('RATE_LIMITED', `${s} s`), s)
-      return false
+      // the status first (as raiseError does): an error handler reads it, and a builder's object needs no statusCode
+      reply.code(429).header('retry-after', String(s))
+      if (opts.errorResponseBuilder === undefined) return new GatewayError('RATE_LIMITED', `${s} s`)
+      const limit = shown === -1 ? 0 : (outs === undefined ? o0! : outs[shown]!).limit
+      return opts.errorResponseBuilder(request, { statusCode: 429, ban: false, after: `${s} s`, max: limit, ttl: retryMs })
     }
     if (closed) {
-      sendError(reply, new GatewayError('RATE_LIMIT_UNAVAILABLE'), 1)
-      return false
+      reply.code(503).header('retry-after', '1')
+      return new GatewayError('RATE_LIMIT_UNAVAILABLE')
     }
-    return true
+    return undefined
   }
 
   function logShadow (plan: Plan, r: CompiledRule, request: FastifyRequest, ip: string): void {
@@ -366,11 +392,6 @@ function clusterNodes (fastify: FastifyInstance): (() => number) | undefined {
   const c = (fastify as unknown as { cluster?: { nodes?: () => unknown[] } }).cluster
   if (!fastify.hasDecorator('cluster') || typeof c?.nodes !== 'function') return undefined
   return () => c.nodes!().length
-}
-
-function sendError (reply: FastifyReply, err: GatewayError, retryAfterSeconds: number): void {
-  reply.code(err.statusCode).header('retry-after', String(retryAfterSeconds))
-    .type('application/json; charset=utf-8').send(JSON.stringify(err.toJSON()))
 }
 
 export default fp(rateLimitPlugin, {

@@ -16,6 +16,7 @@ import type { CacheGroup } from '../lib/cluster/cache.js'
 import { DEFAULTS } from '../lib/config/defaults.js'
 import { parseDuration } from '../lib/config/duration.js'
 import { kRouteTable, routeConfigOf } from '../lib/routes/route-config.js'
+import { RoutePlans } from '../lib/routes/plans.js'
 
 export interface ResponseCachePluginOptions {
   /** Answers (and remembered versions) held in this node's memory. Default 10000. */
@@ -88,26 +89,20 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
     await own?.close()
   })
 
-  const plans = new WeakMap<object, Plan | null>()
-  function planOf (config: object, url: string | undefined): Plan | null {
-    let plan = plans.get(config)
-    if (plan === undefined) {
-      // a configured route's entry (normalized), or a code route's config.cache as written
-      const { cache: c, gatewayRoute } = config as { cache?: { ttl?: number | string, maxEntries?: number, query?: 'all' | 'ignore' | string[] }, gatewayRoute?: string }
-      const ttl = c?.ttl === undefined ? 0 : parseDuration(c.ttl)
-      const q = c?.query ?? DEFAULTS.routeCache.query
-      plan = ttl > 0
-        ? { ttl, query: Array.isArray(q) ? new Set(q) : q, group: { name: gatewayRoute ?? url ?? '', maxEntries: c?.maxEntries ?? DEFAULTS.routeCache.maxEntries } }
-        : null
-      plans.set(config, plan)
-    }
-    return plan
-  }
+  // a configured route's entry (normalized), or a code route's config.cache as written; null: not cached
+  const plans = new RoutePlans<Plan | null, string | undefined>((config, url) => {
+    const { cache: c, gatewayRoute } = config as { cache?: { ttl?: number | string, maxEntries?: number, query?: 'all' | 'ignore' | string[] }, gatewayRoute?: string }
+    const ttl = c?.ttl === undefined ? 0 : parseDuration(c.ttl)
+    const q = c?.query ?? DEFAULTS.routeCache.query
+    return ttl > 0
+      ? { ttl, query: Array.isArray(q) ? new Set(q) : q, group: { name: gatewayRoute ?? url ?? '', maxEntries: c?.maxEntries ?? DEFAULTS.routeCache.maxEntries } }
+      : null
+  })
 
   fastify.decorateRequest(kState, null)
 
   function lookup (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const plan = planOf(routeConfigOf(request), request.routeOptions.url)
+    const plan = plans.of(routeConfigOf(request), request.routeOptions.url)
     if (plan === null) { done(); return }
     const method = request.method
     const safe = method === 'GET' || method === 'HEAD'
@@ -131,9 +126,9 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
 
   function miss (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     if (request.headers['cache-control'] === undefined || !onlyIfCached(request.headers)) { done(); return }
-    // RFC 9111 §5.2.1.7: only a stored answer was wanted
-    const err = new GatewayError('NOT_CACHED')
-    reply.code(err.statusCode).send(err.toJSON())
+    // RFC 9111 §5.2.1.7: only a stored answer was wanted; raised through Fastify (the route's error handler answers)
+    reply.code(504)
+    done(new GatewayError('NOT_CACHED'))
   }
 
   function store (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {

@@ -42,6 +42,10 @@ export class ConfigConflictError extends GatewayError {
     this.name = 'ConfigConflictError'
     this.currentVersion = currentVersion
   }
+
+  override toJSON (): ReturnType<GatewayError['toJSON']> & { currentVersion: number } {
+    return { ...super.toJSON(), currentVersion: this.currentVersion }
+  }
 }
 
 /**

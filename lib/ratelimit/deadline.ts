@@ -16,6 +16,24 @@ export class RateLimitStoreError extends GatewayError {
   }
 }
 
+/** Where a Deadline reads the time (ms, monotonic) and sets its timers: the real ones, or a test's fake clock. */
+export interface TimerSource {
+  now (): number
+  setTimeout (fn: () => void, ms: number): unknown
+  clearTimeout (handle: unknown): void
+  setImmediate (fn: () => void): unknown
+  clearImmediate (handle: unknown): void
+}
+
+/** performance.now and Node's timers. */
+export const realTimers: TimerSource = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => { clearTimeout(h as NodeJS.Timeout) },
+  setImmediate: (fn) => setImmediate(fn),
+  clearImmediate: (h) => { clearImmediate(h as NodeJS.Immediate) },
+}
+
 /** A deadline stretches for this process's stalls up to 4x its length and by 150 ms at most: a hung Redis still fails fast. */
 export function deadlineCap (ms: number): number {
   return Math.min(ms * 4, ms + 150)
@@ -32,27 +50,30 @@ const STALL_TOLERANCE = 2
 export class Deadline {
   readonly #ms: number
   readonly #cap: number
-  readonly #start = performance.now()
+  readonly #timers: TimerSource
+  readonly #start: number
   readonly #onExpire: (waitedMs: number) => void
   #planned: number
   /** When the current timer was set. */
   #armed: number
   #stalled = 0
-  #timer: NodeJS.Timeout | undefined
-  #immediate: NodeJS.Immediate | undefined
+  #timer: unknown
+  #immediate: unknown
 
-  constructor (ms: number, onExpire: (waitedMs: number) => void) {
+  constructor (ms: number, onExpire: (waitedMs: number) => void, timers: TimerSource = realTimers) {
     this.#ms = ms
     this.#cap = deadlineCap(ms)
+    this.#timers = timers
+    this.#start = timers.now()
     this.#onExpire = onExpire
     this.#planned = this.#start + ms
     this.#armed = this.#start
-    this.#timer = setTimeout(this.#fire, ms)
+    this.#timer = timers.setTimeout(this.#fire, ms)
   }
 
   readonly #fire = (): void => {
     this.#timer = undefined
-    const now = performance.now()
+    const now = this.#timers.now()
     // a timer that fires late means this process was starved (its loop busy, or the CPU taken by others): that
     // whole period is not charged to Redis, which shares the machine and was likely starved too
     if (now - this.#planned > STALL_TOLERANCE) this.#stalled += now - this.#armed
@@ -62,19 +83,19 @@ export class Deadline {
       const left = Math.max(1, Math.min(this.#ms - charged, this.#cap - waited))
       this.#planned = now + left
       this.#armed = now
-      this.#timer = setTimeout(this.#fire, left)
+      this.#timer = this.#timers.setTimeout(this.#fire, left)
       return
     }
     // the poll phase first: a reply that came in while the loop was busy settles before we call it late
-    this.#immediate = setImmediate(() => {
+    this.#immediate = this.#timers.setImmediate(() => {
       this.#immediate = undefined
-      this.#onExpire(performance.now() - this.#start)
+      this.#onExpire(this.#timers.now() - this.#start)
     })
   }
 
   cancel (): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    if (this.#immediate !== undefined) clearImmediate(this.#immediate)
+    if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer)
+    if (this.#immediate !== undefined) this.#timers.clearImmediate(this.#immediate)
     this.#timer = undefined
     this.#immediate = undefined
   }
@@ -84,9 +105,9 @@ export class Deadline {
  * Settle with `work`, or reject with a `timeout` RateLimitStoreError once the Deadline of `ms` expires, whichever comes first.
  * The loser is absorbed: a late reply or late error of `work` settles nothing and is never unhandled.
  */
-export function withDeadline<T> (work: Promise<T>, ms: number): Promise<T> {
+export function withDeadline<T> (work: Promise<T>, ms: number, timers: TimerSource = realTimers): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const deadline = new Deadline(ms, (waited) => { reject(new RateLimitStoreError('timeout', String(ms), undefined, waited)) })
+    const deadline = new Deadline(ms, (waited) => { reject(new RateLimitStoreError('timeout', String(ms), undefined, waited)) }, timers)
     work.then((v) => {
       deadline.cancel()
       resolve(v)

@@ -23,7 +23,7 @@
 import { ALGORITHMS, type Algorithm, type Decision, type LimitRule, type RateLimitStore } from './types.js'
 import type { GrantSource } from './grant.js'
 import { ExpiringMap, type Expiring } from './expiring-map.js'
-import { RateLimitStoreError, withDeadline } from './deadline.js'
+import { RateLimitStoreError, realTimers, withDeadline, type TimerSource } from './deadline.js'
 
 export interface LeaseStoreOptions {
   /** Where slices come from: a RedisStore (tests also use a MemoryStore). Not closed by close(). */
@@ -36,6 +36,8 @@ export interface LeaseStoreOptions {
   timeout?: number
   /** Local clock in ms (default Date.now). */
   now?: () => number
+  /** Where the deadlines of slice requests read time and set timers (default: performance.now and Node's timers). */
+  timers?: TimerSource
   /**
    * Units left at which the next slice is fetched in the background: a number, a fraction of the slice
    * (0 < f < 1), or false (default: only when a request finds the slice short). Costs ~1 / (1 - f) calls per slice.
@@ -78,6 +80,7 @@ export class LeaseStore implements RateLimitStore {
   /** How long a lease with a slice request in flight must stay in the map: the longer of both deadlines. */
   readonly #hold: number
   readonly #now: () => number
+  readonly #timers: TimerSource
   readonly #prefetch: number | false
   /** One map per algorithm, keyed by the caller's key as is. */
   readonly #leases: Record<Algorithm, ExpiringMap<Lease>>
@@ -91,6 +94,7 @@ export class LeaseStore implements RateLimitStore {
     this.#timeout = opts.timeout ?? opts.source.timeout ?? 50
     this.#hold = Math.max(this.#timeout, opts.source.timeout ?? 0)
     this.#now = opts.now ?? Date.now
+    this.#timers = opts.timers ?? realTimers
     this.#prefetch = opts.prefetch ?? false
     const now = this.#now()
     const map = (): ExpiringMap<Lease> => new ExpiringMap<Lease>(SWEEP_TICK, now, (_, lease) => { void this.#void(lease, this.#now()) })
@@ -164,12 +168,12 @@ export class LeaseStore implements RateLimitStore {
       }
       // One slice request per key at a time: the bound counts one lease per node
       lease.pending ??= this.#refill(leases, lease, rule, cost, now)
-      await withDeadline(lease.pending, deadline - now)
+      await withDeadline(lease.pending, deadline - now, this.#timers)
     }
   }
 
   async #exact (lease: Lease, rule: LimitRule, cost: number, sentAt: number, deadline: number): Promise<Decision> {
-    const g = await withDeadline(this.#source.take(lease.key, rule, cost, cost), deadline - sentAt)
+    const g = await withDeadline(this.#source.take(lease.key, rule, cost, cost), deadline - sentAt, this.#timers)
     if (!g.allowed) this.#refused(lease, g.retryAfterMs, g.resetMs, cost, sentAt)
     return { allowed: g.allowed, limit: rule.limit, remaining: g.remaining, resetMs: g.resetMs, retryAfterMs: g.retryAfterMs }
   }

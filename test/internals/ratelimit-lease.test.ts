@@ -9,6 +9,7 @@ import { RedisStore } from '../../lib/ratelimit/redis-store.js'
 import { RateLimitStoreError } from '../../lib/ratelimit/deadline.js'
 import { EPOCH_MS, type Grant, type GrantSource } from '../../lib/ratelimit/grant.js'
 import { ALGORITHMS, type Algorithm, type LimitRule } from '../../lib/ratelimit/types.js'
+import { FakeClock, settle } from '../helpers/fake-clock.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 const DAY = EPOCH_MS + 86_400_000
@@ -159,7 +160,7 @@ t.test('a fixed_window slice cut short by close() goes back to its window', asyn
   t.equal((await c.source.take('k', rule, 100, 1)).granted, 17)
 })
 
-t.test('a hung store: every waiting consume rejects by the deadline, nothing unhandled', async (t) => {
+t.test('a hung store: every waiting consume rejects at the deadline, nothing unhandled (fake clock)', async (t) => {
   const unhandled: unknown[] = []
   const on = (e: unknown): void => { unhandled.push(e) }
   process.on('unhandledRejection', on)
@@ -171,16 +172,21 @@ t.test('a hung store: every waiting consume rejects by the deadline, nothing unh
     take: async () => await new Promise<Grant>((resolve) => { pending.push(resolve) }),
     refund: async () => {},
   }
-  const store = new LeaseStore({ source: hung, timeout: 40 })
+  // time moves only when the test moves it: the bound is exact, and a loaded machine cannot stretch it
+  const clock = new FakeClock(1_000_000)
+  const store = new LeaseStore({ source: hung, timeout: 40, now: () => clock.now(), timers: clock })
   t.teardown(() => store.close())
   const rule: LimitRule = { algorithm: 'fixed_window', limit: 100, window: 60_000 }
-  const started = performance.now()
-  const rs = await Promise.allSettled(Array.from({ length: 20 }, async () => await store.consume('k', rule, 1)))
-  const took = performance.now() - started
-  t.ok(rs.every((r) => r.status === 'rejected' && r.reason instanceof RateLimitStoreError && r.reason.kind === 'timeout'))
-  t.ok(took >= 35 && took < 40 + 250, `rejected after ${took.toFixed(0)} ms`)
+  const results: Array<PromiseSettledResult<unknown>> = []
+  const all = Promise.allSettled(Array.from({ length: 20 }, async () => await store.consume('k', rule, 1))).then((rs) => { results.push(...rs) })
+  await clock.advance(39)
+  t.equal(results.length, 0, 'nothing settles before the deadline')
+  await clock.advance(1)
+  await all
+  t.ok(results.every((r) => r.status === 'rejected' && r.reason instanceof RateLimitStoreError && r.reason.kind === 'timeout'), 'all 20 reject at 40 ms')
+  t.ok(results.every((r) => r.status === 'rejected' && (r.reason as RateLimitStoreError).waitedMs === 40), 'each waited exactly its deadline')
   release({ allowed: true, remaining: 90, resetMs: 1000, retryAfterMs: 0, granted: 10, epoch: 0 })
-  await sleep(10)
+  await settle()
   t.ok((await store.consume('k', rule, 1)).allowed, 'the late slice is used once it arrives')
   const failing = new LeaseStore({ source: { take: async () => { throw new Error('boom') }, refund: async () => {} } })
   t.teardown(() => failing.close())

@@ -1,0 +1,59 @@
+// The store Deadline on a fake clock: on time it expires at its length; a period in which this process was starved
+// (a timer fired late) is not charged to Redis; however long the starving, it expires by deadlineCap; cancel stops it.
+import t from 'tap'
+import { Deadline, deadlineCap, withDeadline, RateLimitStoreError } from '../../lib/ratelimit/deadline.js'
+import { FakeClock } from '../helpers/fake-clock.js'
+
+function deadline (ms: number): { clock: FakeClock, expired: () => number | undefined, d: Deadline } {
+  const clock = new FakeClock(5_000)
+  let waited: number | undefined
+  const d = new Deadline(ms, (w) => { waited = w }, clock)
+  return { clock, expired: () => waited, d }
+}
+
+t.test('on time: expires at its length, after the poll phase', async (t) => {
+  const { clock, expired } = deadline(30)
+  await clock.advance(29)
+  t.equal(expired(), undefined, 'not at 29 ms')
+  await clock.advance(1)
+  t.equal(expired(), 30, 'at 30 ms')
+})
+
+t.test('a stall of this process is not charged: the deadline counts only the time it ran on time', async (t) => {
+  const { clock, expired } = deadline(30)
+  await clock.advance(10)
+  await clock.stall(50) // the timer due at 30 fires at 60: the whole 60 ms period is the process's, not Redis's
+  t.equal(expired(), undefined, 'not expired at 60 ms')
+  await clock.advance(29)
+  t.equal(expired(), undefined, 'nor 29 ms of on-time running later')
+  await clock.advance(1)
+  t.equal(expired(), 90, 'expired after 30 ms that ran on time')
+})
+
+t.test('however long the starving, it expires by deadlineCap: a hung Redis still fails fast', async (t) => {
+  const { clock, expired } = deadline(30)
+  t.equal(deadlineCap(30), 120)
+  for (let i = 0; i < 10 && expired() === undefined; i++) await clock.stall(25)
+  t.equal(expired(), 125, 'at the first timer past the cap (120 ms)')
+})
+
+t.test('cancel stops it; withDeadline takes the work when it settles first, and rejects at the deadline when not', async (t) => {
+  const { clock, expired, d } = deadline(30)
+  d.cancel()
+  await clock.advance(1000)
+  t.equal(expired(), undefined)
+  t.equal(clock.pending, 0, 'no timer left behind')
+
+  const fake = new FakeClock()
+  let answer!: (v: string) => void
+  const p = withDeadline(new Promise<string>((resolve) => { answer = resolve }), 30, fake)
+  await fake.advance(20)
+  answer('yes')
+  t.equal(await p, 'yes')
+  t.equal(fake.pending, 0, 'the deadline is cancelled')
+
+  const never = withDeadline(new Promise<never>(() => {}), 30, fake).catch((e: unknown) => e)
+  await fake.advance(30)
+  const err = await never as RateLimitStoreError
+  t.ok(err instanceof RateLimitStoreError && err.kind === 'timeout' && err.waitedMs === 30)
+})
