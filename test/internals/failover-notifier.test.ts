@@ -37,11 +37,12 @@ t.test('a hanging webhook: emit returns at once, the queue stays bounded, nothin
   t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
 
   const received: string[] = []
-  const { server, url } = await listen((_req, _res, body) => { received.push(body) }) // never answers
+  let firstAt = 0
+  const { server, url } = await listen((_req, _res, body) => { if (received.length === 0) firstAt = performance.now(); received.push(body) }) // never answers
   t.teardown(() => { server.closeAllConnections(); server.close() })
 
   const errors: unknown[] = []
-  const webhook = new WebhookNotifier({ url, timeout: 300, maxQueue: 50, concurrency: 2, onError: (err) => errors.push(err) })
+  const webhook = new WebhookNotifier({ url, timeout: 1000, maxQueue: 50, concurrency: 2, onError: (err) => errors.push(err) })
   const hub = new Notifications([webhook])
 
   const started = process.hrtime.bigint()
@@ -54,8 +55,10 @@ t.test('a hanging webhook: emit returns at once, the queue stays bounded, nothin
   await until(() => received.length >= 2, 'two POSTs to arrive')
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(webhook.active, 2, 'at most `concurrency` POSTs in flight')
-  t.equal(received.length, 2, 'the hanging server sees no third POST before a timeout')
-  t.same(received.map((b) => JSON.parse(b)), [retryEvent(4950), retryEvent(4951)], 'the oldest kept events go first')
+  // a third POST may start only once one of the first two timed out (1 s): a machine that stalled that long proves nothing
+  if (performance.now() - firstAt < 1000 - 50) t.equal(received.length, 2, 'the hanging server sees no third POST before a timeout')
+  else t.comment(`stalled ${(performance.now() - firstAt).toFixed(0)} ms: a POST may have timed out already`)
+  t.same(received.slice(0, 2).map((b) => JSON.parse(b)), [retryEvent(4950), retryEvent(4951)], 'the oldest kept events go first')
 
   await until(() => webhook.failed >= 2, 'the first POSTs to time out')
   await until(() => received.length >= 4, 'the next POSTs to start')
