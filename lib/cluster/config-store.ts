@@ -163,7 +163,14 @@ export class ClusterConfigManager<T = unknown> {
       await this.enqueue(() => this.apply(doc))
       return doc
     }
-    const [ok, version, updatedAt] = await this.write('cas', expectedVersion, json, rev)
+    let [ok, version, updatedAt] = await this.write('cas', expectedVersion, json, rev)
+    const cur = this._current
+    if (ok !== 1 && version === 0 && cur !== undefined && cur.version === expectedVersion && this.o.reseedWhenEmpty !== false) {
+      // Redis lost its data (restarted empty) and no tick has put the document back yet: the writer's
+      // expected version is the one this node runs, so restore it first, then judge the write again
+      await this.seedIfEmpty(cur.config, cur.version, cur.rev)
+      ;[ok, version, updatedAt] = await this.write('cas', expectedVersion, json, rev)
+    }
     if (ok !== 1) throw new ConfigConflictError(version)
     await this.waitReplicas()
     const doc: ConfigDoc<T> = { version, rev, config: JSON.parse(json) as T, updatedAt }

@@ -65,6 +65,22 @@ t.test('config store on one redis-server', async (t) => {
     t.ok(doc!.updatedAt > 0)
   })
 
+  await t.test('a PUT at the running version onto a store that lost its data (before any pull put it back) is accepted', async (t) => {
+    const a = make('emptied', { interval: 60_000 }) // no periodic pull during the test
+    await ready(a)
+    a.store.start()
+    t.equal(await a.store.seedIfEmpty({ upstreams: {}, n: 1 }), true)
+    await a.store.sync(true)
+    const running = a.store.current!.version
+    await a.client.flushall() // Redis restarted without persistence: the document is gone, no 'up' event here
+    const doc = await a.store.put({ upstreams: {}, n: 2 }, running)
+    t.equal(doc.version, running + 1, 'written as the next version: the running one was put back first')
+    t.match(await a.store.get(), { version: running + 1, config: { n: 2 } })
+    await t.rejects(a.store.put({ upstreams: {} }, running), { code: 'FHG_ERR_CONFIG_CONFLICT', currentVersion: running + 1 }, 'a stale writer is still refused')
+    await a.client.flushall()
+    await t.rejects(a.store.put({ upstreams: {} }, running + 5), { code: 'FHG_ERR_CONFIG_CONFLICT', currentVersion: 0 }, 'an expected version this node does not run is not restored')
+  })
+
   await t.test('put on A reaches a watcher on B within 1 s; stale put -> Conflict', async (t) => {
     const a = make('sync')
     const b = make('sync', { snapshot: join(dir, 'b', 'snapshot.json') })
