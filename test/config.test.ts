@@ -140,6 +140,8 @@ t.test('each bad input fails naming the key', async (t) => {
     ['duplicate route', c => { c.routes.push({ path: '/users/', upstream: 'users' }) }, 'routes[1].path', 'duplicates routes[0]'],
     ['wrong type', c => { c.node = { port: 'eighty' } }, 'node.port', 'integer', '"eighty"'],
     ['bad upstream name', c => { c.upstreams['my users'] = c.upstreams.users }, 'upstreams["my users"]', 'invalid name'],
+    ['alert evaluation every 0 ms', c => { c.alerts = { interval: 0 } }, 'alerts.interval', 'longer than 0'],
+    ['alert webhook timeout 0', c => { c.alerts = { alerters: [{ type: 'webhook', url: 'http://127.0.0.1:9/hook', timeout: '0s' }] } }, 'alerts.alerters[0].timeout', 'longer than 0'],
   ]
   for (const [name, breakIt, path, ...fragments] of cases) {
     const c = base()

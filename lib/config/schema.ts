@@ -283,7 +283,7 @@ const Alerter = Obj({
   type: StringEnum(['log', 'webhook'], 'log: a log line per notification; webhook: POST it (JSON, retried, never blocks)'),
   url: Type.Optional(HttpUrl('webhook: where alerts are POSTed (required for a webhook)')),
   headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
-  timeout: Def(Duration('webhook: timeout of each POST'), AL.timeout),
+  timeout: Def(PositiveDuration('webhook: timeout of each POST'), AL.timeout),
   minSeverity: Def(StringEnum(SEVERITIES, 'Lowest severity sent to this alerter'), AL.minSeverity),
   format: Def(StringEnum(['json', 'alertmanager', 'slack'], 'webhook: body shape: json (the alert), alertmanager (API v2 alerts) or slack (incoming webhook)'), AL.format),
   retries: Def(Int(0, 'webhook: tries after a failed POST, with jittered backoff'), AL.retries),
@@ -291,7 +291,7 @@ const Alerter = Obj({
 }, 'An alerter')
 
 const Alerts = Obj({
-  interval: Def(Duration('Time between two evaluations of the rules (by one node of the cluster)'), D.alerts.interval),
+  interval: Def(PositiveDuration('Time between two evaluations of the rules (by one node of the cluster)'), D.alerts.interval),
   rules: Type.Optional(Type.Array(AlertRuleSchema, { description: 'Alert rules; absent: high_error_rate (error_rate > 0.05) and low_healthy_instances (healthy_ratio < 0.7); []: none' })),
   alerters: Def(Type.Array(Alerter, { description: 'Where notifications go; empty: the log' }), []),
 }, 'Cluster alerting')
