@@ -111,6 +111,7 @@ ${nodes.map((n, i) => `  ${n.id}: ${urls[i]}`).join('\n')}
   admin:   curl -s ${urls[0]}${admin}/cluster -H 'authorization: Bearer ${token}'
            curl -s ${urls[0]}${admin}/status -H 'authorization: Bearer ${token}'
            curl -s ${urls[0]}${admin}/config -H 'authorization: Bearer ${token}'
+  dashboard: ${urls[0]}${admin}/dashboard   (it asks for the admin token above)
   metrics: ${urls.map((u) => `${u}${config.metrics.path}`).join('  ')}
   try:     curl -s ${urls[1]}/users/42
 Ctrl-C stops everything.`)

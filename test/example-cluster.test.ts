@@ -75,6 +75,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   const urls = [0, 1, 2].map((i) => `http://127.0.0.1:${base + i}`)
   for (const u of urls) t.match(out, u, `the banner prints ${u}`)
   t.match(out, /metrics: .*\/metrics/)
+  t.match(out, /dashboard: http:\/\/127\.0\.0\.1:\d+\/gateway\/dashboard/, 'the banner prints the dashboard')
   t.match(out, /redis on redis:\/\/127\.0\.0\.1:\d+/)
 
   for (const u of urls) {
@@ -93,6 +94,10 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
     t.match(proxied, { id: /^users-/ }, `${u} proxies to the demo upstreams`)
   }
 
+  const dash = /dashboard: (\S+)/.exec(out)![1]
+  const page = await fetch(dash)
+  t.equal(page.status, 200, 'the printed dashboard URL serves the page')
+  t.match(page.headers.get('content-type'), /text\/html/)
   const kids = descendants(child.pid!)
   t.ok(kids.length >= 1 + 5 + 3, `redis, 5 demo upstreams and 3 nodes run under it (${kids.length} processes)`)
   const exited = once(child, 'exit')
