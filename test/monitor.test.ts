@@ -170,3 +170,42 @@ t.test('a 5xx share over 5 % fires high_error_rate', async (t) => {
   await sleep(2 * INTERVAL)
   t.equal(of('high_error_rate', 'firing').length, 1, 'no repeat within its 5 min cooldown')
 })
+
+t.test('without Redis: one node answers {admin}/cluster/metrics for itself and alerts alone', async (t) => {
+  const ups = [await startUpstream(), await startUpstream(), await startUpstream()]
+  const hook = await startUpstream()
+  t.teardown(async () => { for (const u of [...ups, hook]) await u.close() })
+  const file = join(dir, 'solo.yaml')
+  writeFileSync(file, `
+node: { id: mon-solo, port: 0 }
+upstreams:
+  api:
+    targets:
+${ups.map((u, i) => `      - { id: s${i + 1}, url: ${u.url} }`).join('\n')}
+    healthCheck:
+      active: { path: /health, interval: 400ms, timeout: 400ms, healthyThreshold: 1, unhealthyThreshold: 2 }
+routes:
+  - { path: /api, upstream: api }
+admin: { token: ${TOKEN} }
+alerts:
+  interval: ${INTERVAL}ms
+  alerters: [{ type: webhook, url: ${hook.url}/hook, retries: 3, timeout: 1s }]
+`)
+  const solo = await startCliNode(file, { id: 'mon-solo' })
+  nodes.push(solo)
+  t.equal(await send(solo, 20), 0)
+  await until('the solo node counts its 20 requests', async () => (await metrics(solo)).totals.totalRequests === 20, 10_000)
+  const m = await metrics(solo)
+  t.equal(m.totals.nodes, 1, 'one node')
+  t.same(m.nodes.map((x: any) => x.id), ['mon-solo'])
+  t.equal(m.totals.targetsTotal, 3)
+  t.equal(m.totals.windows['5m'].totalRequests, 20, 'the 5 min window holds them too')
+  t.equal((await alerts(solo)).evaluator, 'mon-solo', 'it evaluates the rules itself')
+  await Promise.all([ups[0].kill(), ups[1].kill()])
+  const bodies = (): Hook[] => (hook.bodies as Hook[]).filter((h) => h.rule === 'low_healthy_instances')
+  const ms = await until('the firing notification of the solo node', () => bodies().some((h) => h.status === 'firing'), 15_000)
+  t.comment(`solo node: firing ${Math.round(ms)} ms after the kill (interval ${INTERVAL} ms, probes every 400 ms, 2 failures)`)
+  t.match(bodies()[0], { status: 'firing', severity: 'critical', cluster: String, details: { evaluatedBy: 'mon-solo' } })
+  t.same((await alerts(solo)).firing.map((f: any) => f.rule), ['low_healthy_instances'])
+  t.equal((await metrics(solo)).totals.healthyTargets, 1, 'one target of three left')
+})
