@@ -104,13 +104,14 @@ t.test('curl uploads of 3 MB (three times) and 200 MB arrive whole, and no targe
 })
 
 /** Start a 4 MiB POST, send 1 MiB of it, wait until an upstream is reading it, then cut the connection. */
-async function abortMidUpload (before: number, route = '/files'): Promise<void> {
+async function abortMidUpload (before: number, route = '/files', holdMs = 0): Promise<void> {
   const socket = net.connect(port, '127.0.0.1')
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
   socket.on('error', () => {})
   socket.write(`POST ${route}/upload HTTP/1.1\r\nhost: gw.test\r\ncontent-type: application/octet-stream\r\ncontent-length: ${4 * 1024 * 1024}\r\n\r\n`)
   socket.write(Buffer.alloc(1024 * 1024, 1))
   for (let i = 0; i < 200 && await totalRequests() <= before; i++) await new Promise((resolve) => setTimeout(resolve, 25))
+  if (holdMs > 0) await new Promise((resolve) => setTimeout(resolve, holdMs))
   socket.destroy()
 }
 
@@ -118,7 +119,11 @@ t.test('clients leaving mid-upload count against no target and are never retried
   const before = await totalRequests()
   const abortedBefore = (await Promise.all(ups.map(async (u) => (await u.stats()).aborted))).reduce((a, b) => a + b, 0)
   for (let i = 0; i < 4; i++) await abortMidUpload(before + i)
-  for (let i = 0; i < 4; i++) await abortMidUpload(before + 4 + i, '/one')
+  const ewma = (): number => targets().find((x) => x.id === 'one-1')!.ewmaMs as number
+  const ewmaBefore = ewma()
+  // held 600 ms after the upstream started reading: a latency sample of these tries would lift one-1's EWMA to >= 600 ms
+  for (let i = 0; i < 4; i++) await abortMidUpload(before + 4 + i, '/one', 600)
+  t.ok(ewma() <= ewmaBefore, `one-1's latency EWMA took no sample from the cut uploads (${ewmaBefore} ms before, ${ewma()} ms after)`)
   // the upstream side of each cut upload is aborted too (poll: it learns it over its own socket)
   let aborted = 0
   for (let i = 0; i < 200; i++) {
