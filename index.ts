@@ -1,5 +1,6 @@
 // Public entry point of fastify-ha-gateway.
 export { gateway, startNode, toUpstreamSpecs, type GatewayOptions, type StartedNode, type StartNodeOptions } from './plugins/gateway.js'
+export { GatewayLogController } from './plugins/node-log.js'
 export { default as loadBalancer, passThroughBodies } from './plugins/load-balancer.js'
 export { default as healthCheck, type HealthCheckPluginOptions, type GatewayHealth } from './plugins/health-check.js'
 export { default as metrics, type MetricsOptions } from './plugins/metrics.js'

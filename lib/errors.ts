@@ -51,17 +51,31 @@ export function errorsTableMarkdown (): string {
 export class GatewayError extends Error {
   readonly code: string
   readonly statusCode: number
-  constructor (name: GatewayErrorName, arg = '', options?: { cause?: unknown }) {
+  /** `options.statusCode` answers with another status than the code's own (a refusal that carried its own status). */
+  constructor (name: GatewayErrorName, arg = '', options?: { cause?: unknown, statusCode?: number }) {
     const def = ERRORS[name]
     super(def.message.replace('%s', arg), options)
     this.name = 'GatewayError'
     this.code = def.code
-    this.statusCode = def.statusCode
+    this.statusCode = options?.statusCode ?? def.statusCode
   }
 
   toJSON (): { statusCode: number, code: string, error: string, message: string } {
     return { statusCode: this.statusCode, code: this.code, error: httpReason(this.statusCode), message: this.message }
   }
+}
+
+const UPSTREAM_FAULTS: ReadonlySet<string> = new Set([
+  ERRORS.UPSTREAM_CONNECT.code, ERRORS.UPSTREAM_RESET.code, ERRORS.UPSTREAM_BAD_RESPONSE.code, ERRORS.RETRIES_EXHAUSTED.code,
+  ERRORS.NO_HEALTHY_TARGET.code, ERRORS.CIRCUIT_OPEN.code, ERRORS.UPSTREAM_TIMEOUT.code,
+])
+
+/**
+ * Is `err` a proxy answer for an upstream's fault (502, 503, 504: refused, reset, timed out, no healthy target,
+ * open circuits)? Worth a warning, not an error log with a stack: nothing in the node failed.
+ */
+export function isUpstreamFault (err: unknown): err is GatewayError {
+  return err instanceof GatewayError && UPSTREAM_FAULTS.has(err.code)
 }
 
 /** What raising an error needs of a Fastify reply (a structural type: lib/ stays free of Fastify). */

@@ -20,7 +20,7 @@ import healthCheck from './health-check.js'
 import loadBalancer, { passThroughBodies } from './load-balancer.js'
 import metrics from './metrics.js'
 import monitor from './monitor.js'
-import { addAccessLog, nodeLog, type NodeLog } from './node-log.js'
+import { addAccessLog, GatewayLogController, nodeLog, type NodeLog } from './node-log.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 
@@ -158,7 +158,7 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
   const log = opts.logger === true ? nodeLog(config.log) : undefined
   const app = Fastify({
     ...listenerOptions(config),
-    ...(log !== undefined ? log.fastifyOptions : { logger: redactingLogger(opts.logger ?? false) }),
+    ...(log !== undefined ? log.fastifyOptions : { logger: redactingLogger(opts.logger ?? false), logController: new GatewayLogController() }),
     // request.ip / hostname / protocol read forwarding headers from the same peers the proxy trusts
     trustProxy: config.node.trustProxy as boolean, // Fastify takes a hop count too; its types leave it out
     // Close idle keep-alive sockets on close so the process can exit; busy ones finish their request.

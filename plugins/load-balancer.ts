@@ -6,11 +6,11 @@ import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import type { Strategy } from '../lib/balancers/types.js'
-import { GatewayError } from '../lib/errors.js'
+import { GatewayError, raiseError } from '../lib/errors.js'
 import { badPathReason } from '../lib/routes/path-guard.js'
 import { compileTrust } from '../lib/trust-proxy.js'
 import type { Attempt } from '../lib/proxy/attempt.js'
-import { ProxyEngine, answerError, kProxy } from '../lib/proxy/engine.js'
+import { ProxyEngine, kProxy } from '../lib/proxy/engine.js'
 import { FailoverRegistry } from '../lib/proxy/failover-registry.js'
 import { liveConnector } from '../lib/proxy/live-connector.js'
 import type { RoutePlan } from '../lib/proxy/types.js'
@@ -191,11 +191,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     try {
       plan = planFor(this.request, override)
     } catch (err) {
-      answerError(this, err as GatewayError)
+      // through Fastify (as every answer the proxy gives itself): an app's error handler sees it
+      if (err instanceof GatewayError) raiseError(this, err)
+      else this.send(err)
       return this
     }
     const entry = resolveEntry(plan)
-    if (entry === undefined) answerError(this, new GatewayError('UNKNOWN_UPSTREAM', plan.upstreamName))
+    if (entry === undefined) raiseError(this, new GatewayError('UNKNOWN_UPSTREAM', plan.upstreamName))
     else engine.proxy(this, plan, entry)
     return this
   }

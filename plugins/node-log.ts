@@ -3,6 +3,7 @@
 import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import pino from 'pino'
 import { redactError, type LogConfig } from '../lib/config/index.js'
+import { isUpstreamFault } from '../lib/errors.js'
 import { accessLine } from '../lib/log/access-line.js'
 import { openLogDestination, type LogDestination } from '../lib/log/destination.js'
 
@@ -19,9 +20,24 @@ export function nodeLog (config: LogConfig): NodeLog {
   return {
     fastifyOptions: {
       loggerInstance: logger,
-      logController: new LogController({ disableRequestLogging: config.level !== 'debug' && config.level !== 'trace' }),
+      logController: new GatewayLogController({ disableRequestLogging: config.level !== 'debug' && config.level !== 'trace' }),
     },
     destination,
+  }
+}
+
+/**
+ * Fastify's log controller, except for the proxy's answers to an upstream's fault (502, 503, 504: refused, reset,
+ * timed out, no healthy target, open circuits; lib/errors.ts isUpstreamFault): the default error handler logs
+ * them at warn, with code and message and no stack, since nothing in the node failed and a dead upstream would
+ * otherwise write an error with a stack per request. Every other error is logged as Fastify logs it. The CLI
+ * node uses it; an app embedding the gateway passes it as Fastify's `logController` option to get the same.
+ */
+export class GatewayLogController extends LogController {
+  override defaultErrorLog (error: Error, request: FastifyRequest, reply: FastifyReply, metadata?: Record<string, unknown>): void {
+    if (!isUpstreamFault(error)) { super.defaultErrorLog(error, request, reply, metadata); return }
+    if (this.isLogDisabled(request)) return
+    reply.log.warn({ res: reply, code: error.code }, error.message)
   }
 }
 

@@ -3,7 +3,7 @@
 // (lib/proxy/request-run.ts), which does the rest. Works on structural request/reply types only.
 import type { ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
-import { GatewayError } from '../errors.js'
+import { raiseError } from '../errors.js'
 import { breakerOutcome, type Notifications } from '../failover/index.js'
 import type { FailoverMetrics } from '../metrics/failover-metrics.js'
 import type { TrustFn } from '../trust-proxy.js'
@@ -15,7 +15,7 @@ import { TryDispatcher } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
 import { setForwarded, stripHopByHop, withoutHopByHop, type HeaderBag } from './headers.js'
 import { RequestRun, type RunContext } from './request-run.js'
-import { deliver, sendError, type UpstreamResponse } from './respond.js'
+import { deliver, type UpstreamResponse } from './respond.js'
 import type { TryTracker } from './try-handler.js'
 import type { ProxyReply, ProxyRequest, RoutePlan } from './types.js'
 
@@ -89,7 +89,7 @@ export class ProxyEngine implements TryTracker {
       onError (reply: FromReply, { error }: { error: Error }): void {
         const run = reply.request[kProxy]
         if (run != null) run.replyFromError(error)
-        else sendError(reply, upstreamError(classifyError(error), '', error))
+        else raiseError(reply, upstreamError(classifyError(error), '', error))
       },
       retryDelay (): null { return null },
     }
@@ -146,6 +146,3 @@ export class ProxyEngine implements TryTracker {
     a.release()
   }
 }
-
-/** A GatewayError answer for a reply (for the plugin's own early errors). */
-export function answerError (reply: ProxyReply, err: GatewayError): void { sendError(reply, err) }

@@ -5,7 +5,7 @@
 // request when the client's response closes.
 import type { Readable } from 'node:stream'
 import type { PickContext } from '../balancers/types.js'
-import { GatewayError, httpReason, type GatewayErrorName } from '../errors.js'
+import { GatewayError, raiseError, type GatewayErrorName } from '../errors.js'
 import { BudgetLease } from '../failover/budget-lease.js'
 import { decide, hedges, type Action, type FallbackCause } from '../failover/decide.js'
 import { IDEMPOTENCY_KEY_HEADER, REFUSED, type Notifications, type RetryReason } from '../failover/index.js'
@@ -17,7 +17,7 @@ import { bufferBody } from './body.js'
 import { classifyError, upstreamError, upstreamErrorName } from './classify.js'
 import type { Clock } from './clock.js'
 import type { FailoverRegistry, FallbackResponse, UpstreamFailover } from './failover-registry.js'
-import { deliver, discard, sendError, sendStatic, type UpstreamResponse } from './respond.js'
+import { deliver, discard, sendStatic, type UpstreamResponse } from './respond.js'
 import type { TryTracker } from './try-handler.js'
 import type { ProxyReply, RoutePlan } from './types.js'
 
@@ -198,7 +198,7 @@ export class RequestRun implements TryOwner {
     const cause = (error as { cause?: unknown }).cause ?? error
     if (cause === this.lastFailure || this.isTryError(cause)) return
     if (this.state.kind === 'done' || this.reply === undefined) return
-    sendError(this.reply, upstreamError(classifyError(error), this.plan.upstreamName, error))
+    this.raise(this.reply, upstreamError(classifyError(error), this.plan.upstreamName, error))
   }
 
   // --- TryOwner: told by the try handler ---
@@ -281,7 +281,7 @@ export class RequestRun implements TryOwner {
     }
     this.releaseSlot()
     this.state = DONE
-    sendError(reply, new GatewayError('UPSTREAM_TIMEOUT', this.entry.name))
+    this.raise(reply, new GatewayError('UPSTREAM_TIMEOUT', this.entry.name))
   }
 
   /** The client's response closed (sent, or the client left): end the tries, give back every lease, unlink. */
@@ -389,10 +389,8 @@ export class RequestRun implements TryOwner {
       // reply-from throws synchronously on a bad source or origin: the try never started
       a.ended = true
       this.ctx.tracker.ended(a)
-      const e = new GatewayError('BAD_REQUEST', (err as Error).message)
-      const status = (err as { statusCode?: number }).statusCode ?? e.statusCode
-      reply.code(status)
-      reply.send({ ...e.toJSON(), statusCode: status, error: httpReason(status) })
+      const statusCode = (err as { statusCode?: number }).statusCode
+      this.raise(reply, new GatewayError('BAD_REQUEST', (err as Error).message, { cause: err, statusCode }))
       return
     }
     if (first && hedges(plan.failover.hedgeDelay, reply.request.method, this.bodyKind !== STREAMED)) {
@@ -415,12 +413,12 @@ export class RequestRun implements TryOwner {
     }
     if (a.clientFault) {
       // the client's doing: no failover, and a 400 if it is still there to read one
-      sendError(reply, new GatewayError('BAD_REQUEST', cause.message, { cause }))
+      this.raise(reply, new GatewayError('BAD_REQUEST', cause.message, { cause }))
       return
     }
     const kind = classifyError(cause)
     const action = this.failed(a, kind, undefined, upstreamErrorName(kind, cause))
-    if (action.kind === 'error') sendError(reply, new GatewayError(action.code, this.entry.name, { cause }))
+    if (action.kind === 'error') this.raise(reply, new GatewayError(action.code, this.entry.name, { cause }))
     else this.carryOut(action)
   }
 
@@ -501,7 +499,7 @@ export class RequestRun implements TryOwner {
       this.fallbackUsed('static', action.cause, now)
       this.answerStatic()
     } else if (action.kind === 'error' && this.reply !== undefined) {
-      sendError(this.reply, new GatewayError(action.code, this.entry.name))
+      this.raise(this.reply, new GatewayError(action.code, this.entry.name))
     }
   }
 
@@ -531,6 +529,28 @@ export class RequestRun implements TryOwner {
     const reply = this.reply
     if (reply === undefined || this.state.kind === 'done') return
     sendStatic(reply, this.plan.failover.fallbackResponse as FallbackResponse)
+  }
+
+  /**
+   * Answer with a gateway error, raised through Fastify: the route's error handler (an app's setErrorHandler, else
+   * Fastify's default, which writes the bytes the proxy wrote by hand before) answers it. The run is over first,
+   * its bookkeeping done (failover events and budget were counted by `failed`): no try, timer or lease of it is
+   * left to answer a second time while an async error handler runs, and a handler that throws cannot skip it.
+   */
+  private raise (reply: ProxyReply, err: GatewayError): void {
+    const s = this.state
+    this.state = DONE
+    if (s.kind === 'trying') {
+      // a try still running (a hedge refused by reply-from while the first one waits): not followed any more
+      if (!s.current.ended) s.current.abort(err)
+      if (s.hedge !== undefined && !s.hedge.ended) s.hedge.abort(err)
+    } else if (s.kind === 'waiting') {
+      this.ctx.clock.clearTimeout(s.timer)
+    }
+    this.stopHedgeTimer()
+    if (this.deadline !== undefined) { this.ctx.clock.clearTimeout(this.deadline); this.deadline = undefined }
+    this.releaseSlot()
+    raiseError(reply, err)
   }
 
   // --- small helpers ---

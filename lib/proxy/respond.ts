@@ -1,15 +1,9 @@
-// Answers the proxy gives itself (errors, the static fallback), small upstream bodies taken whole, and dropping an upstream response.
-import type { GatewayError } from '../errors.js'
+// Answers the proxy gives itself (the static fallback, a body that failed), small upstream bodies taken whole, and
+// dropping an upstream response. Its errors are raised through Fastify (lib/errors.ts raiseError), never written here.
+import { raiseError } from '../errors.js'
 import { classifyError, upstreamError } from './classify.js'
 import type { FallbackResponse } from './failover-registry.js'
 import type { ProxyReply } from './types.js'
-
-export function sendError (reply: ProxyReply, err: GatewayError): void {
-  if (reply.sent) return
-  reply.code(err.statusCode)
-  reply.type('application/json; charset=utf-8')
-  reply.send(JSON.stringify(err.toJSON()))
-}
 
 /** A route's static `fallbackResponse`. */
 export function sendStatic (reply: ProxyReply, fr: FallbackResponse): void {
@@ -74,5 +68,5 @@ export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: str
 function bodyFailed (reply: ProxyReply, error: Error, upstream: string): void {
   if (reply.sent || reply.raw.destroyed) return
   for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name) // the upstream's, for the body that never came
-  sendError(reply, upstreamError(classifyError(error), upstream, error))
+  raiseError(reply, upstreamError(classifyError(error), upstream, error))
 }

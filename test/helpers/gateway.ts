@@ -8,9 +8,13 @@ import type { LoadBalancerOptions, ProxyOptions } from '../../types/index.js'
 /** A client that keeps no connection between tests and never retries. */
 export const client = new Agent({ keepAliveTimeout: 1000, connections: 256 })
 
-/** An in-process gateway with one catch-all route per entry of `routes`, listening on 127.0.0.1. */
-export async function startGateway (opts: LoadBalancerOptions, routes: Array<{ prefix: string } & ProxyOptions>): Promise<{ app: FastifyInstance, url: string }> {
+/**
+ * An in-process gateway with one catch-all route per entry of `routes`, listening on 127.0.0.1. `setup` runs on
+ * the app before any plugin (an error handler, a hook).
+ */
+export async function startGateway (opts: LoadBalancerOptions, routes: Array<{ prefix: string } & ProxyOptions>, setup?: (app: FastifyInstance) => void): Promise<{ app: FastifyInstance, url: string }> {
   const app = Fastify({ logger: false })
+  setup?.(app)
   await app.register(metrics, { defaultMetrics: false })
   await app.register(loadBalancer, opts)
   await app.register(async (scope) => {
