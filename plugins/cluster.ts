@@ -6,11 +6,10 @@
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { Cluster } from 'ioredis'
 import {
-  DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext,
-  createRedisConnection, failFastOptions, isRedisClient, type NodeInfo, type RedisClient,
+  DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext, type NodeInfo, type RedisClient,
 } from '../lib/cluster/index.js'
+import { duplicateFailFast, resolveRedisClient } from '../lib/cluster/redis-client.js'
 import { SHARED_CONFIG_KEYS, SharedConfigRuntime } from '../lib/cluster/shared-config.js'
 import { isNormalizedConfig, redactError, redactText, turn, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
@@ -18,6 +17,7 @@ import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import type { ClusterConfig, ClusterNode, GatewayCluster } from '../types/index.js'
+import { optional, optionalForeign } from './optional.js'
 
 /** The keys of the config every node shares through the store. */
 export { SHARED_CONFIG_KEYS }
@@ -48,21 +48,18 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   const interval = cfg.cluster.heartbeatInterval
 
   // ---- the connection: a client the app gave us, @fastify/redis, or our own from cluster.redis ----
-  const f = fastify as unknown as { redis?: unknown }
-  let base: RedisClient | undefined
-  let ownBase = false
-  if (opts.redis !== undefined) base = opts.redis
-  else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) base = f.redis
-  else if (cfg.cluster.redis !== undefined) {
-    // the rate limiter's client, batched. Its own deadline (lib/ratelimit/deadline.ts) fails fast and discounts our
-    // loop's stalls; ioredis's commandTimeout is a plain timer, so it stays well past that deadline's cap (was 200 ms:
-    // on a saturated CPU it fired on timely replies, each a store error)
-    base = createRedisConnection(cfg.cluster.redis, { commandTimeout: 1000, autoPipelining: false, coalesceWrites: false, onError: noop })
-    ownBase = true
-  }
+  // the rate limiter's client, batched. Its own deadline (lib/ratelimit/deadline.ts) fails fast and discounts our
+  // loop's stalls; ioredis's commandTimeout is a plain timer, so it stays well past that deadline's cap (was 200 ms:
+  // on a saturated CPU it fired on timely replies, each a store error)
+  const redis = resolveRedisClient({
+    existing: [opts.redis, optionalForeign(fastify, 'redis')],
+    config: cfg.cluster.redis,
+    connection: { commandTimeout: 1000, autoPipelining: false, coalesceWrites: false, onError: noop },
+  })
+  const base = redis.client
   // the cluster components' client: same server, longer deadlines (a loaded Redis may take > 200 ms)
-  const client = base === undefined ? undefined : duplicateFor(base, opts.commandTimeout ?? 1000)
-  if (base !== undefined && !fastify.hasDecorator('gatewayRedis')) fastify.decorate<RedisClient>('gatewayRedis', base)
+  const client = base === undefined ? undefined : duplicateFailFast(base, opts.commandTimeout ?? 1000)
+  if (base !== undefined && optional(fastify, 'gatewayRedis') === undefined) fastify.decorate<RedisClient>('gatewayRedis', base)
 
   let lastRedisError = ''
   const ctx = createClusterContext({
@@ -75,7 +72,8 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
       lastRedisError = err.message
     },
   })
-  const metrics = fastify.hasDecorator('gatewayMetrics') ? createClusterMetrics(fastify.gatewayMetrics.registry) : undefined
+  const gm = optional(fastify, 'gatewayMetrics')
+  const metrics = gm === undefined ? undefined : createClusterMetrics(gm.registry)
   metrics?.setRedisUp(false)
   ctx.link.on('up', () => { lastRedisError = ''; metrics?.setRedisUp(true); log.info('cluster redis up') })
   ctx.link.on('down', () => { metrics?.setRedisUp(false) })
@@ -140,7 +138,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     await cache.close()
     await ctx.close()
     if (client !== undefined) await closeRedisConnection(client)
-    if (ownBase && base !== undefined) await closeRedisConnection(base)
+    await redis.close()
   })
 
   const config: ClusterConfig = {
@@ -168,25 +166,6 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     announce () { membership.announce() },
   }
   fastify.decorate('cluster', decorator)
-}
-
-/** A connection of our own to the same server with the cluster's deadlines, fail-fast whatever the base's options. */
-function duplicateFor (base: RedisClient, commandTimeout: number): RedisClient {
-  const ff = failFastOptions({ commandTimeout })
-  let dup: RedisClient
-  if (base instanceof Cluster) {
-    dup = base.duplicate(undefined, {
-      enableOfflineQueue: false,
-      lazyConnect: true,
-      enableAutoPipelining: false,
-      redisOptions: { ...base.options.redisOptions, commandTimeout, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false },
-    })
-  } else {
-    dup = base.duplicate({ ...ff, lazyConnect: true })
-  }
-  dup.on('error', noop) // the link reports outages once; ioredis repeats errors on every reconnect
-  if (dup.status === 'wait') dup.connect().catch(noop)
-  return dup
 }
 
 function packageVersion (): string {
