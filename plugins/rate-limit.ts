@@ -1,7 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import { GatewayError } from '../lib/errors.js'
-import { closeRedisConnection, createRedisConnection, isRedisClient, type RedisClient, type RedisConnectionConfig } from '../lib/cluster/redis-connection.js'
+import type { RedisClient, RedisConnectionConfig } from '../lib/cluster/redis-connection.js'
+import { resolveRedisClient } from '../lib/cluster/redis-client.js'
+import { optional, optionalForeign } from './optional.js'
 import { createRateLimitMetrics, type RouteDecisions } from '../lib/metrics/ratelimit-metrics.js'
 import { ceilSeconds, moreRestrictive, rateLimitHeader, type HeaderStyle } from '../lib/ratelimit/headers.js'
 import { StoreGuard, type Outcome, type StoreErrorPolicy } from '../lib/ratelimit/outage.js'
@@ -111,16 +113,12 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   const storeTimeout = opts.storeTimeout ?? 50
 
   // where the connection comes from: the cluster plugin, @fastify/redis, then our own options
-  let client: RedisClient | undefined
-  let owned = false
-  const f = fastify as unknown as { gatewayRedis?: unknown, redis?: unknown }
-  if (fastify.hasDecorator('gatewayRedis') && isRedisClient(f.gatewayRedis)) client = f.gatewayRedis
-  else if (fastify.hasDecorator('redis') && isRedisClient(f.redis)) client = f.redis
-  else if (opts.redis !== undefined && isRedisClient(opts.redis)) client = opts.redis
-  else if (opts.redis !== undefined) {
-    // one log line per lost connection, not one per reconnect attempt (calls are counted and logged by the guard)
-    let reported = false
-    const own = createRedisConnection(opts.redis as RedisConnectionConfig, {
+  // one log line per lost connection, not one per reconnect attempt (calls are counted and logged by the guard)
+  let reported = false
+  const redis = resolveRedisClient({
+    existing: [optional(fastify, 'gatewayRedis'), optionalForeign(fastify, 'redis')],
+    config: opts.redis,
+    connection: {
       // past the store deadline's cap: ioredis's timer counts our loop's stalls, the deadline does not (deadline.ts)
       commandTimeout: Math.max(deadlineCap(storeTimeout) * 2, 1000),
       autoPipelining: opts.autoPipelining ?? false,
@@ -130,11 +128,10 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
         reported = true
         fastify.log.warn({ err: redactText(err.message) }, 'rate-limit redis connection failing; reconnecting')
       },
-    })
-    own.on('ready', () => { reported = false })
-    client = own
-    owned = true
-  }
+    },
+  })
+  const client = redis.client
+  if (redis.owned) client?.on('ready', () => { reported = false })
 
   const metrics = fastify.hasDecorator('gatewayMetrics') ? createRateLimitMetrics(fastify.gatewayMetrics.registry) : undefined
   const stores = createStores({
@@ -338,7 +335,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   fastify.addHook('onClose', async () => {
     client?.off('ready', onReady)
     await stores.close()
-    if (owned && client !== undefined) await closeRedisConnection(client)
+    await redis.close()
   })
 }
 

@@ -13,6 +13,7 @@ import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { Notifications, NotifierSpec } from '../lib/failover/notifier.js'
 import type { ClusterContext, ConfigDoc, DistributedCache, NodeInfo, RedisClient, StateManager } from '../lib/cluster/index.js'
 import type { GatewayConfig, GatewayConfigInput } from '../lib/config/index.js'
+import type { SharedConfig } from '../lib/cluster/shared-config.js'
 
 export type { Strategy, UpstreamSpec, UpstreamTimeouts, TargetSpec, TargetStatus, CircuitState, FailoverOptions, FallbackResponse, CircuitBreakerOptions, NotifierSpec }
 
@@ -90,7 +91,7 @@ export interface GatewayMetrics {
 }
 
 /** The part of the config every node shares through the store (node, cluster, admin, metrics, proxy, drain stay per node). */
-export type SharedConfig = Pick<GatewayConfigInput, 'upstreams' | 'routes' | 'rateLimit'>
+export type { SharedConfig }
 
 /** One node of the cluster view. */
 export type ClusterNode = NodeInfo
