@@ -25,6 +25,7 @@ export const ERRORS = {
   UPSTREAM_CONNECT: { code: 'FHG_ERR_UPSTREAM_CONNECT', statusCode: 502, message: 'Could not connect to upstream "%s"', when: 'the connection to the chosen target was refused or failed (after any retries)' },
   UPSTREAM_RESET: { code: 'FHG_ERR_UPSTREAM_RESET', statusCode: 502, message: 'Upstream "%s" closed the connection', when: 'the target closed the connection before a whole answer' },
   UPSTREAM_BAD_RESPONSE: { code: 'FHG_ERR_UPSTREAM_BAD_RESPONSE', statusCode: 502, message: 'Upstream "%s" failed', when: 'the try failed otherwise (bad HTTP from the target, body error)' },
+  UPSTREAM_HEADERS_TOO_LARGE: { code: 'FHG_ERR_UPSTREAM_HEADERS_TOO_LARGE', statusCode: 502, message: 'Upstream "%s" sent a response head larger than proxy.maxHeaderSize', when: 'the target\'s response head (status line and headers) passed `proxy.maxHeaderSize`; not retried, and not counted against the target (passive health, breaker)' },
   RETRIES_EXHAUSTED: { code: 'FHG_ERR_RETRIES_EXHAUSTED', statusCode: 502, message: 'Every try to upstream "%s" failed', when: 'failover retried and every try failed' },
   NO_HEALTHY_TARGET: { code: 'FHG_ERR_NO_HEALTHY_TARGET', statusCode: 503, message: 'No healthy target in upstream "%s"', when: 'every target of the upstream is unhealthy, ejected or draining' },
   CIRCUIT_OPEN: { code: 'FHG_ERR_CIRCUIT_OPEN', statusCode: 503, message: 'Every target of upstream "%s" has an open circuit', when: 'the circuit breaker of every eligible target is open' },

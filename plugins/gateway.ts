@@ -77,7 +77,7 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     websocketIdle: config.proxy.timeouts.websocketIdle,
     drainTimeout: config.drain.timeout,
     ...toFailoverSpecs(config),
-    agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null },
+    agent: { keepAliveTimeout: config.proxy.keepAliveTimeout, connections: config.proxy.connections ?? null, maxHeaderSize: config.proxy.maxHeaderSize },
     notify: config.notifications.map((n) => n.type === 'webhook'
       ? { type: 'webhook' as const, url: n.url ?? '', timeout: n.timeout, maxQueue: n.maxQueue, headers: n.headers }
       : { type: 'log' as const }),

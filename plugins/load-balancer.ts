@@ -95,6 +95,8 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     keepAliveTimeout: opts.agent?.keepAliveTimeout ?? 4_000,
     connections: opts.agent?.connections ?? null,
     pipelining: 1,
+    // upstream response heads up to this size pass (undici's default is Node's 16 KiB)
+    maxHeaderSize: opts.agent?.maxHeaderSize ?? 64 * 1024,
     factory: (origin, poolOpts) => {
       // TLS and HTTP/2 of the origin's upstream, fixed when its pool is made
       const entry = upstreamOf(upstreams, String(origin))
@@ -163,6 +165,7 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
       failover: failovers.forRoute(src.upstream, src.failover, src.fallbackResponse),
       upstreamPath: compileUpstreamPath(src.gatewayRoute ?? '/', src),
       preserveHost: src.preserveHost === true,
+      timeouts: src.timeouts,
     }
   }
 

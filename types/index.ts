@@ -37,6 +37,8 @@ export interface ProxyOptions {
   rewritePrefix?: string
   /** Send the client's Host upstream instead of the target's. */
   preserveHost?: boolean
+  /** Overrides of the upstream's response timeouts (ms; 0: none, e.g. `body: 0` for an SSE or other long-lived stream). */
+  timeouts?: { headers?: number, body?: number }
 }
 
 export interface LoadBalancerOptions {
@@ -60,6 +62,8 @@ export interface LoadBalancerOptions {
     keepAliveTimeout?: number
     /** Max connections per origin (default unlimited). */
     connections?: number | null
+    /** Largest upstream response head in bytes (default 65536); a larger one is a 502 FHG_ERR_UPSTREAM_HEADERS_TOO_LARGE. */
+    maxHeaderSize?: number
   }
   /** ms an upgraded (WebSocket) connection may stay silent both ways before it is closed (default 0: never). */
   websocketIdle?: number

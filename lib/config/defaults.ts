@@ -60,7 +60,7 @@ export const DEFAULTS = {
   metrics: { path: '/metrics', enabled: true },
   cache: { maxBytes: 64 * 1024 * 1024 },
   routeCache: { maxEntries: 10_000, query: 'all' },
-  proxy: { keepAliveTimeout: 4000, websocketIdle: 0 },
+  proxy: { keepAliveTimeout: 4000, websocketIdle: 0, maxHeaderSize: 64 * 1024 },
   drain: { delay: 0, timeout: 10_000 },
   log: { level: 'info', requests: 'access', destination: 'stdout' },
   notificationWebhook: { timeout: 5000, maxQueue: 1000 },

@@ -257,6 +257,10 @@ const Route = Obj({
     doc('Query parameters that are part of the cache key (the upstream always gets the whole query)', 'all, ignore, or a list of parameter names')), D.routeCache.query),
   }, 'Response cache; absent: off')),
   websocket: Def(Type.Boolean({ description: 'Proxy Upgrade requests (WebSocket and others) on this route; false: refused with 403' }), D.route.websocket),
+  timeouts: Type.Optional(Obj({
+    headers: Type.Optional(Duration('Time to the response headers on this route; 0: none (default: the upstream\'s)')),
+    body: Type.Optional(Duration('Longest idle time between two body chunks on this route; 0: none, for long-lived streams such as SSE (default: the upstream\'s)')),
+  }, 'Overrides of the upstream\'s response timeouts for this route')),
   fallbackResponse: Type.Optional(Obj({
     status: Def(Int(100, 'Status of the fallback answer', 599), D.fallbackResponse.status),
     body: Type.Optional(Type.Union([Type.String(), Type.Record(Type.String(), Type.Unknown())],
@@ -326,6 +330,7 @@ export const GatewayConfigSchema = Obj({
     timeouts: Def(ProxyTimeouts, {}),
     keepAliveTimeout: Def(PositiveDuration('Idle keep-alive time of upstream connections (below the upstream\'s own)'), D.proxy.keepAliveTimeout),
     connections: Type.Optional(Int(1, 'Most connections per upstream origin (default: no cap)')),
+    maxHeaderSize: Def(Int(1024, 'Largest upstream response head, in bytes (status line and headers); a larger one is a 502 FHG_ERR_UPSTREAM_HEADERS_TOO_LARGE that does not count against the target'), D.proxy.maxHeaderSize),
   }, 'The proxy\'s HTTP client'), {}),
   notifications: Def(Type.Array(Obj({
     type: StringEnum(['log', 'webhook'], 'log: log every failover event; webhook: POST it as JSON (never blocks a request)'),

@@ -19,6 +19,8 @@ export class RouteCounters {
   readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1)
   sum = 0
   count = 0
+  /** Streamed responses cut after their head went out (the upstream's body failed or stalled). */
+  streamsCut = 0
   /** Label objects handed to prom-client at scrape time (made once). */
   readonly classLabels: ReadonlyArray<Record<string, string>>
   readonly durationLabels: Record<string, string>
@@ -104,6 +106,15 @@ export function createProxyMetrics (registry: Registry, upstreams: UpstreamRegis
         e.sum = r.sum
         e.count = r.count
       }
+    },
+  })
+  counter(registry, {
+    name: 'proxy_streams_cut_total',
+    help: 'Responses cut after their head reached the client (the upstream body failed, stalled past timeouts.body, or the deadline passed)',
+    labelNames: ['route', 'upstream'] as const,
+    collect () {
+      this.reset()
+      for (const r of routes.values()) if (r.streamsCut > 0) this.inc(r.durationLabels, r.streamsCut)
     },
   })
   gauge(registry, {

@@ -3,6 +3,7 @@ import type { BudgetLease } from '../failover/budget-lease.js'
 import type { Target } from '../upstream/target.js'
 import type { TryObserver } from '../upstream/registry.js'
 import type { UpstreamFailover } from './failover-registry.js'
+import type { ClientResponse } from './passthrough.js'
 
 const NO_OBSERVERS: readonly TryObserver[] = []
 
@@ -63,8 +64,12 @@ export class Attempt {
   aborted = false
   /** The try failed because of the client (it left mid-body, or sent what undici refuses): never the target's fault. */
   clientFault = false
+  /** The target's response head passed proxy.maxHeaderSize: answered 502, never retried, and (as a client fault) never the target's failure. */
+  headersTooLarge = false
   /** The client's request (its body feeds this try): tells a client-caused failure from the target's. */
   client: ClientRequestState | undefined = undefined
+  /** The client's response: 103 Early Hints and trailers of the try it passes go there (lib/proxy/passthrough.ts). */
+  response: ClientResponse | undefined = undefined
   /** Why the try was cancelled (abort or expire), passed to undici's abort. */
   reason: Error | undefined = undefined
   /** The per-try headers deadline (only on routes with failover.perTryTimeout or timeout). */
@@ -117,7 +122,7 @@ export class Attempt {
   notifyEnd (now: number): void {
     const obs = this.observers
     if (obs.length === 0) return
-    const result = { statusCode: this.statusCode, error: this.error, aborted: this.aborted || this.clientFault }
+    const result = { statusCode: this.statusCode, error: this.error, aborted: this.aborted || this.clientFault || this.headersTooLarge }
     for (let i = 0; i < obs.length; i++) obs[i].onTryEnd?.(this.target, result, now)
   }
 
@@ -139,6 +144,7 @@ export class Attempt {
     this.reason = undefined
     this.failover = undefined
     this.client = undefined
+    this.response = undefined
     this.lease = undefined
     this.rawHeaders = undefined
     this.observers = NO_OBSERVERS

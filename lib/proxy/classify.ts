@@ -30,6 +30,16 @@ export function upstreamError (kind: ErrorClass, upstream: string, cause?: unkno
 
 export { classifyError, type ErrorClass }
 
+/** Did the upstream's response head pass the client's maxHeaderSize (undici's HeadersOverflowError)? */
+export function isHeadersOverflow (err: unknown): boolean {
+  let e: unknown = err
+  for (let depth = 0; depth < 5 && typeof e === 'object' && e !== null; depth++) {
+    if ((e as { code?: unknown }).code === 'UND_ERR_HEADERS_OVERFLOW') return true
+    e = (e as { cause?: unknown }).cause
+  }
+  return false
+}
+
 /** undici refused the request before sending a byte (a header it does not support, an invalid value), or the body came short. */
 const CLIENT_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH'])
 

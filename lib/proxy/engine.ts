@@ -9,7 +9,7 @@ import type { FailoverMetrics } from '../metrics/failover-metrics.js'
 import type { TrustFn } from '../trust-proxy.js'
 import type { UpstreamEntry, UpstreamRegistry } from '../upstream/registry.js'
 import type { Attempt } from './attempt.js'
-import { classifyError, isClientFault, upstreamError } from './classify.js'
+import { classifyError, isClientFault, isHeadersOverflow, upstreamError } from './classify.js'
 import { realClock, type Clock } from './clock.js'
 import { TryDispatcher } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
@@ -134,12 +134,15 @@ export class ProxyEngine implements TryTracker {
   /** TryTracker: a try ended (last byte in, failed, or never sent): in-flight count, observers, breaker, budget slot. */
   ended (a: Attempt): void {
     if (a.deadline !== undefined) { this.clock.clearTimeout(a.deadline); a.deadline = undefined }
-    if (a.error !== undefined && !a.aborted && a.statusCode === 0 && isClientFault(a.error, a.client)) a.clientFault = true
+    if (a.error !== undefined && !a.aborted && a.statusCode === 0) {
+      if (isClientFault(a.error, a.client)) a.clientFault = true
+      else if (isHeadersOverflow(a.error)) a.headersTooLarge = true
+    }
     a.target.onRequestEnd(-1, 0)
     if (a.observers.length > 0) a.notifyEnd(this.clock.now())
     const f = a.failover
     if (f !== undefined && a.ticket !== -1) {
-      f.breakers?.record(a.target, a.ticket, a.clientFault ? 'ignore' : breakerOutcome(a.error === undefined ? a.statusCode : undefined, a.error))
+      f.breakers?.record(a.target, a.ticket, a.clientFault || a.headersTooLarge ? 'ignore' : breakerOutcome(a.error === undefined ? a.statusCode : undefined, a.error))
     }
     a.lease?.release()
     this.onAttempt?.(a)

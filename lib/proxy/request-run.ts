@@ -180,7 +180,7 @@ export class RequestRun implements TryOwner {
   respond (reply: ProxyReply, res: UpstreamResponse): void {
     const a = this.answering
     if (a === undefined || a.fate.kind === 'pass') {
-      deliver(reply, res, this.plan.upstreamName)
+      deliver(reply, res, this.plan.upstreamName, this.plan.metrics)
       return
     }
     discard(res.stream)
@@ -351,7 +351,8 @@ export class RequestRun implements TryOwner {
     const policy = plan.failover.policy
     const clock = this.ctx.clock
     const { target, ticket } = picked
-    let headersTimeout = entry.timeouts.headers
+    // the route's own timeouts (routes[].timeouts) win over the upstream's
+    let headersTimeout = plan.timeouts?.headers ?? entry.timeouts.headers
     const timed = policy.perTryTimeout > 0 || policy.timeout > 0
     if (timed) {
       // per-try timeout, cut to what is left of the overall deadline (undici: 0 = none)
@@ -359,7 +360,7 @@ export class RequestRun implements TryOwner {
       if (t < (headersTimeout > 0 ? headersTimeout : Infinity)) headersTimeout = Math.max(1, t)
     }
     target.onRequestStart()
-    const a = new Attempt(target, headersTimeout, entry.timeouts.body, this)
+    const a = new Attempt(target, headersTimeout, plan.timeouts?.body ?? entry.timeouts.body, this)
     // a precise per-try deadline (undici's own headers timeout ticks every ~0.5 s; it stays as the backstop)
     if (timed) a.deadline = clock.setTimeout(expireTry, headersTimeout, a)
     if (entry.observers.length > 0) {
@@ -371,6 +372,7 @@ export class RequestRun implements TryOwner {
     // the request target as routed (stripPrefix / rewritePrefix cut it without re-parsing it)
     a.path = plan.upstreamPath === undefined ? url : plan.upstreamPath(url)
     a.client = client as Attempt['client']
+    a.response = reply.raw
     a.ticket = ticket
     a.lease = lease
     a.failover = this.up
@@ -414,6 +416,11 @@ export class RequestRun implements TryOwner {
     if (a.clientFault) {
       // the client's doing: no failover, and a 400 if it is still there to read one
       this.raise(reply, new GatewayError('BAD_REQUEST', cause.message, { cause }))
+      return
+    }
+    if (a.headersTooLarge) {
+      // the target answered, with a head too large to read: another target would send the same; not its failure
+      sendError(reply, new GatewayError('UPSTREAM_HEADERS_TOO_LARGE', this.entry.name, { cause }))
       return
     }
     const kind = classifyError(cause)

@@ -3,6 +3,8 @@
 import { raiseError } from '../errors.js'
 import { classifyError, upstreamError } from './classify.js'
 import type { FallbackResponse } from './failover-registry.js'
+import type { RouteCounters } from '../metrics/proxy-metrics.js'
+import { streamOut } from './stream-out.js'
 import type { ProxyReply } from './types.js'
 
 /** A route's static `fallbackResponse`. */
@@ -52,8 +54,8 @@ export interface UpstreamResponse {
   stream: NodeJS.ReadableStream & UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> }
 }
 
-/** The client gets the upstream's response: a small body read whole and sent as one buffer, else piped. */
-export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: string): void {
+/** The client gets the upstream's response: a small body read whole and sent as one buffer, else streamed head first (stream-out.ts). */
+export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: string, counters?: RouteCounters): void {
   const body = res.stream
   if (takeWhole(body, reply)) {
     body.bytes!().then((u8) => {
@@ -61,7 +63,7 @@ export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: str
     }, (err: Error) => { bodyFailed(reply, err, upstream) })
     return
   }
-  reply.send(body)
+  streamOut(reply, body, upstream, counters)
 }
 
 /** The upstream failed in the middle of a body taken whole: nothing reached the client yet, so it gets a 502, not half a body. */

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { AbortFn, Attempt } from './attempt.js'
+import { passEarlyHints, passTrailers } from './passthrough.js'
 
 /** Told by every try handler when its try ends (the engine's bookkeeping: in-flight, breaker, budget slot, observers). */
 export interface TryTracker {
@@ -37,8 +38,12 @@ export class TryHandler implements Handler {
   onResponseStarted (): void { this.inner.onResponseStarted?.() }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return this.inner.onHeaders!(statusCode, rawHeaders, resume, statusText) // 1xx: not the answer
     const a = this.a
+    if (statusCode < 200) {
+      // 1xx: not the answer; a 103 (Early Hints) of a try still in the race goes to the client now
+      if (!a.aborted && a.fate.kind === 'pass') passEarlyHints(a.response, statusCode, rawHeaders)
+      return this.inner.onHeaders!(statusCode, rawHeaders, resume, statusText)
+    }
     a.statusCode = statusCode
     a.headersMs = performance.now() - a.startedAt
     a.rawHeaders = rawHeaders
@@ -57,6 +62,9 @@ export class TryHandler implements Handler {
   onData (chunk: Buffer): boolean { return this.inner.onData!(chunk) }
 
   onComplete (trailers: string[] | null): void {
+    const a = this.a
+    // the answer's trailers, before reply-from ends the body (and the client's response with it)
+    if (trailers !== null && !a.aborted && a.fate.kind === 'pass') passTrailers(a.response, trailers)
     this.end()
     this.inner.onComplete!(trailers)
   }

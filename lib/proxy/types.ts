@@ -51,4 +51,6 @@ export interface RoutePlan {
   upstreamPath?: ((url: string) => string) | undefined
   /** Send the client's Host upstream. */
   preserveHost?: boolean
+  /** The route's overrides of the upstream's headers/body timeouts (ms; 0: none). */
+  timeouts?: { readonly headers?: number | undefined, readonly body?: number | undefined } | undefined
 }

@@ -24,6 +24,8 @@ export interface FileRouteConfig {
   stripPrefix: boolean
   rewritePrefix: string | undefined
   preserveHost: boolean
+  /** Overrides of the upstream's headers/body timeouts (ms; 0: none). */
+  timeouts: RouteConfig['timeouts']
 }
 
 /** A split route's table entry: the request's side is chosen at match time (resolveSplit). */
@@ -87,6 +89,7 @@ function builder (config: GatewayConfig, previous: RouteTable | undefined): (rou
       stripPrefix: route.stripPrefix,
       rewritePrefix: route.rewritePrefix,
       preserveHost: route.preserveHost,
+      timeouts: route.timeouts,
     }
     let cfg: object
     if (route.split === undefined) {
