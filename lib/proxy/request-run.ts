@@ -420,7 +420,7 @@ export class RequestRun implements TryOwner {
     }
     if (a.headersTooLarge) {
       // the target answered, with a head too large to read: another target would send the same; not its failure
-      sendError(reply, new GatewayError('UPSTREAM_HEADERS_TOO_LARGE', this.entry.name, { cause }))
+      this.raise(reply, new GatewayError('UPSTREAM_HEADERS_TOO_LARGE', this.entry.name, { cause }))
       return
     }
     const kind = classifyError(cause)
