@@ -16,7 +16,7 @@ import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
 import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
 import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
 import type { UpstreamSpec } from '../lib/upstream/registry.js'
-import type { ClusterConfig, ClusterNode, GatewayCluster } from '../types/index.js'
+import type { ClusterNode, GatewayCluster, SharedConfigApi } from '../types/index.js'
 import { optional, optionalForeign } from './optional.js'
 
 /** The keys of the config every node shares through the store. */
@@ -141,7 +141,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     await redis.close()
   })
 
-  const config: ClusterConfig = {
+  const config: SharedConfigApi = {
     get version () { return runtime.version },
     get refused () { return runtime.refused },
     current: () => runtime.current(),

@@ -100,7 +100,8 @@ export type { SharedConfig }
 /** One node of the cluster view. */
 export type ClusterNode = NodeInfo
 
-export interface ClusterConfig {
+/** `fastify.cluster.config`: the shared config of the cluster (read, PUT, watch). Not lib/config's `ClusterConfig` (the `cluster` config section). */
+export interface SharedConfigApi {
   /** Version this node applies now (0: its own file, never stored). */
   readonly version: number
   /** The shared config this node applies, as it was written (input form), with its version. */
@@ -129,7 +130,7 @@ export interface GatewayCluster {
   nodes (): ClusterNode[]
   on (event: 'join' | 'leave', fn: (node: ClusterNode) => void): this
   off (event: 'join' | 'leave', fn: (node: ClusterNode) => void): this
-  readonly config: ClusterConfig
+  readonly config: SharedConfigApi
   readonly state: StateManager
   readonly cache: DistributedCache
   /** True while Redis answers (always false without `cluster.redis`). */
