@@ -13,7 +13,8 @@ import type { RedisProcess } from './helpers/redis.js'
 import { startSentinelGroup } from './helpers/sentinel.js'
 import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-e2e-'))
 const TOKEN = 'e2e-cluster-admin-token'
@@ -73,7 +74,7 @@ t.test('cache: a set, an overwrite and a delete on one node reach the other (fas
     return n
   }
   const [a, b] = await Promise.all([mk('cache-a'), mk('cache-b')])
-  await until('both listen for invalidations', () => a.app.cluster.cache.listening && b.app.cluster.cache.listening, 5000)
+  await until(() => a.app.cluster.cache.listening && b.app.cluster.cache.listening, 5000, 'both listen for invalidations')
   const ca = a.app.cluster.cache
   const cb = b.app.cluster.cache
 
@@ -83,19 +84,19 @@ t.test('cache: a set, an overwrite and a delete on one node reach the other (fas
   t.same(cb.peek('greeting')?.value, { text: 'hello' }, 'and now holds it locally')
 
   const v2 = await ca.set('greeting', { text: 'bonjour' }, 30_000)
-  const ms = await until('B told about v2', () => cb.seenVersion('greeting') === v2, 2000, 1)
+  const ms = await until(() => cb.seenVersion('greeting') === v2, 2000, 'B told about v2', 1)
   t.comment(`overwrite: invalidation reached B after ~${ms.toFixed(1)} ms`)
   t.equal(cb.peek('greeting'), undefined, 'B dropped its local v1 at once')
   t.same(await cb.getEntry('greeting'), { value: { text: 'bonjour' }, version: v2 }, 'B serves v2, never v1 again')
 
   const vd = await cb.delete('greeting')
-  await until('A told about the delete', () => ca.seenVersion('greeting') === vd, 2000, 1)
+  await until(() => ca.seenVersion('greeting') === vd, 2000, 'A told about the delete', 1)
   t.equal(await ca.get('greeting'), undefined, 'a delete on B reaches A')
 })
 
 t.test('a missed pub/sub message is healed by the periodic pull within one heartbeat', async (t) => {
   const [a, b] = await Promise.all(['heal-a', 'heal-b'].map(async (id) => await start(id, 'heal', redis.url)))
-  await until('both on version 1', async () => await configVersion(a) === 1 && await configVersion(b) === 1, 15_000)
+  await until(async () => await configVersion(a) === 1 && await configVersion(b) === 1, 15_000, 'both on version 1')
   const r = new Redis(redis.url)
   t.teardown(() => { r.disconnect() })
 
@@ -105,7 +106,7 @@ t.test('a missed pub/sub message is healed by the periodic pull within one heart
     const doc = shared('written-directly', ups[1].url)
     const t0 = performance.now()
     await r.hset('heal:config', 'version', cur + 1, 'rev', 'direct-1', 'config', JSON.stringify(doc), 'updatedAt', Date.now())
-    const took = await until('both apply it', async () => await configVersion(a) === cur + 1 && await configVersion(b) === cur + 1, 5000, 5)
+    const took = await until(async () => await configVersion(a) === cur + 1 && await configVersion(b) === cur + 1, 5000, 'both apply it', 5)
     t.comment(`unannounced write: applied on A and B after ${took.toFixed(0)} ms (heartbeat ${HEARTBEAT} ms)`)
     t.ok(performance.now() - t0 < HEARTBEAT + 700, 'within one heartbeat (+ slack for a loaded machine)')
     t.equal(await whoAnswers(b), ups[1].id, 'B routes by it')
@@ -116,7 +117,7 @@ t.test('a missed pub/sub message is healed by the periodic pull within one heart
     await r.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
     const res = await putConfig(a, shared('after-kill', ups[0].url), cur)
     t.equal(res.status, 200)
-    const took = await until('B applies it', async () => await configVersion(b) === cur + 1, 5000, 5)
+    const took = await until(async () => await configVersion(b) === cur + 1, 5000, 'B applies it', 5)
     t.comment(`PUT while B's subscriber was reconnecting: applied on B after ${took.toFixed(0)} ms`)
     t.ok(took < HEARTBEAT + 700, 'within one heartbeat (+ slack)')
     t.equal(await whoAnswers(b), ups[0].id)
@@ -140,10 +141,11 @@ async function failover (t: Test, cluster: string, lag: boolean): Promise<void> 
   t.teardown(async () => { await group.stop() })
   const yaml = `{ sentinels: [${group.sentinels.map((s) => `{ host: ${s.host}, port: ${s.port} }`).join(', ')}], name: ${group.name} }`
   const [a, b] = await Promise.all([`${cluster}-a`, `${cluster}-b`].map(async (id) => await start(id, cluster, yaml)))
-  await until('both on version 1', async () => await configVersion(a) === 1 && await configVersion(b) === 1, 15_000)
+  await until(async () => await configVersion(a) === 1 && await configVersion(b) === 1, 15_000, 'both on version 1')
 
-  interface Attempt { i: number, at: number, status: number, version?: number, code?: string }
-  const attempts: Attempt[] = []
+  // one config PUT of the loop below (not a proxy try: `Attempt` is lib/proxy/attempt.ts)
+  interface ConfigPut { i: number, at: number, status: number, version?: number, code?: string }
+  const attempts: ConfigPut[] = []
   const t0 = performance.now()
   let stop = false
   const loop = (async () => {
@@ -170,7 +172,7 @@ async function failover (t: Test, cluster: string, lag: boolean): Promise<void> 
     await group.replica.kill('SIGSTOP')
     const junk = 'x'.repeat(4 * 1024 * 1024)
     for (let i = 0; i < 6; i++) await m.set(`junk:${i}`, junk)
-    await until('the master dropped the replica', async () => /connected_slaves:0/.test(await m.info('replication')), 5000)
+    await until(async () => /connected_slaves:0/.test(await m.info('replication')), 5000, 'the master dropped the replica')
     m.disconnect()
     cutAt = performance.now() - t0
     await sleep(600)
@@ -179,9 +181,9 @@ async function failover (t: Test, cluster: string, lag: boolean): Promise<void> 
   const killedAt = performance.now() - t0
   if (lag) await group.replica.kill('SIGCONT')
   const oldPort = group.master.port
-  await until('sentinel switched master', async () => await group.masterPort() !== oldPort, 20_000, 100)
+  await until(async () => await group.masterPort() !== oldPort, 20_000, 'sentinel switched master', 100)
   const switchedAt = performance.now() - t0
-  await until('PUTs accepted again', () => attempts.some((x) => x.at > switchedAt && x.status === 200), 20_000, 50)
+  await until(() => attempts.some((x) => x.at > switchedAt && x.status === 200), 20_000, 'PUTs accepted again', 50)
   await sleep(1000)
   stop = true
   await loop
@@ -202,7 +204,7 @@ async function failover (t: Test, cluster: string, lag: boolean): Promise<void> 
   t.equal(finalDoc.version, last.version, 'the store holds the last accepted version')
   t.ok(finalDoc.version >= accepted.length, `final version ${finalDoc.version} >= ${accepted.length} accepted PUTs`)
   t.equal(finalDoc.config.upstreams.api.targets[0].id, `m${last.i}`, 'and the last accepted document')
-  await until('B converged', async () => await configVersion(b) === last.version, 5000)
+  await until(async () => await configVersion(b) === last.version, 5000, 'B converged')
   t.pass('both nodes run the last accepted version')
   await Promise.all([a.kill('SIGTERM'), b.kill('SIGTERM')])
 }
