@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
-import { startCliNode, until, type CliNode } from './helpers/node.js'
+import { startCliNode, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 import { freePort } from './helpers/redis.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -92,7 +93,7 @@ t.test('access: one line per request, every field, written when the response end
   await go('/health')
   t.same(sent.map((s) => s.status), [200, 404, 200, 200, 429, 502, 400, 200], 'the answers (a backslash in a path is refused: FHG_ERR_BAD_PATH)')
   // the destination is buffered: lines come out within a second (or at the latest when the node exits)
-  await until('8 access lines', () => accessLines(node.log).length >= 8, 10_000)
+  await until(() => accessLines(node.log).length >= 8, 10_000, '8 access lines')
   await stop(node)
   const lines = accessLines(node.log)
   t.equal(lines.length, 8, 'one line per request, no more')
@@ -154,7 +155,7 @@ t.test('GATEWAY_LOG_LEVEL overrides log.level; a bad one fails boot naming log.l
   const node = await startCliNode(file, { env: { GATEWAY_LOG_LEVEL: 'debug' } })
   t.teardown(async () => { await node.kill() })
   await send(node.address, '/api/lvl')
-  await until('the access line', () => accessLines(node.log).length >= 1, 10_000)
+  await until(() => accessLines(node.log).length >= 1, 10_000, 'the access line')
   await stop(node)
   t.ok(node.log.some((l) => l.includes('Server listening')), 'info lines written (the file said warn)')
   t.ok(node.log.some((l) => l.includes('incoming request')), 'debug: Fastify\'s request lines come back')

@@ -14,7 +14,8 @@ import { gateway } from '../plugins/gateway.js'
 import type { RedisProcess } from './helpers/redis.js'
 import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-discovery-'))
 const TOKEN = 'discovery-admin-token'
@@ -70,11 +71,11 @@ admin: { token: ${TOKEN} }
   const regOrders = registerService({ redis: svc2, cluster: 'cdisc', service: 'orders', id: 'orders-1', url: ups[2].url, ttl: TTL })
   await Promise.all([reg.registered, regOrders.registered])
   const registeredAt = Date.now()
-  const added = await until('users-2 gets traffic', async () => (await answering(node.address, '/users/x', 4)).has('sd-2'), 5_000, 10)
+  const added = await until(async () => (await answering(node.address, '/users/x', 4)).has('sd-2'), 5_000, 'users-2 gets traffic', 10)
   figures.push(`registerService() -> routed ${Date.now() - start} ms (entry in Redis -> routed ${Date.now() - registeredAt} ms)`)
   t.ok(added <= 5_000, 'the registered instance gets traffic')
   t.same(await answering(node.address, '/users/x'), new Set(['sd-1', 'sd-2']), 'static and discovered targets share the traffic')
-  await until('orders-1 serves', async () => (await answering(node.address, '/orders/x', 2)).has('sd-3'), 5_000, 10)
+  await until(async () => (await answering(node.address, '/orders/x', 2)).has('sd-3'), 5_000, 'orders-1 serves', 10)
   const status = (await get(`${node.address}/gateway/status`, { headers: AUTH })).body
   t.match(status.upstreams.users.targets.find((x: { id: string }) => x.id === 'users-2'), { url: ups[1].url, weight: 1 })
 
@@ -85,10 +86,10 @@ admin: { token: ${TOKEN} }
   // 3. its registration stops (the service's Redis connection dies): dropped once the TTL lapses
   svc.disconnect()
   start = Date.now()
-  const dropped = await until('users-2 loses traffic', async () => {
+  const dropped = await until(async () => {
     const ids = await answering(node.address, '/users/x', 4)
     return !ids.has('sd-2') && ids.has('sd-1')
-  }, TTL + 10 * HEARTBEAT, 20)
+  }, TTL + 10 * HEARTBEAT, 'users-2 loses traffic', 20)
   figures.push(`heartbeats stopped -> dropped ${Date.now() - start} ms (ttl ${TTL} ms, heartbeat ${HEARTBEAT} ms)`)
   t.ok(dropped <= TTL + 10 * HEARTBEAT, 'dropped after its TTL lapsed')
   t.same(await answering(node.address, '/users/x'), new Set(['sd-1']), 'only the static target is left')
@@ -100,7 +101,7 @@ admin: { token: ${TOKEN} }
   // 4. stop() deregisters at once (DEL + PUBLISH): no wait for the TTL
   start = Date.now()
   await regOrders.stop()
-  await until('orders-1 deregistered', async () => (await answering(node.address, '/orders/x', 2)).has('status 503'), 5_000, 10)
+  await until(async () => (await answering(node.address, '/orders/x', 2)).has('status 503'), 5_000, 'orders-1 deregistered', 10)
   figures.push(`stop() -> dropped ${Date.now() - start} ms`)
 
   // 5. any language: the documented raw key format (SET ... PX, ZADD, PUBLISH)
@@ -108,15 +109,15 @@ admin: { token: ${TOKEN} }
   await svc2.set('cdisc:svc:{users}:users-9', JSON.stringify({ id: 'users-9', url: ups[3].url }), 'PX', TTL)
   await svc2.zadd('cdisc:svc:{users}', Date.now() + TTL, 'users-9')
   await svc2.publish('cdisc:svc:changed', 'users')
-  await until('users-9 gets traffic', async () => (await answering(node.address, '/users/x', 4)).has('sd-4'), 5_000, 10)
+  await until(async () => (await answering(node.address, '/users/x', 4)).has('sd-4'), 5_000, 'users-9 gets traffic', 10)
   figures.push(`raw key format -> routed ${Date.now() - start} ms`)
-  await until('users-9 lapses', async () => !(await answering(node.address, '/users/x', 4)).has('sd-4'), TTL + 10 * HEARTBEAT, 20)
+  await until(async () => !(await answering(node.address, '/users/x', 4)).has('sd-4'), TTL + 10 * HEARTBEAT, 'users-9 lapses', 20)
   t.pass('an instance written with the raw key format is routed, and dropped when its key expires')
 
   // 6. a config PUT (which rebuilds the pools from the static targets) keeps the discovered targets
   const reg3 = registerService({ redis: svc2, cluster: 'cdisc', service: 'users', id: 'users-3', url: ups[2].url, ttl: TTL })
   await reg3.registered
-  await until('users-3 gets traffic', async () => (await answering(node.address, '/users/x', 4)).has('sd-3'), 5_000, 10)
+  await until(async () => (await answering(node.address, '/users/x', 4)).has('sd-3'), 5_000, 'users-3 gets traffic', 10)
   const cfg = (await get(`${node.address}/gateway/config`, { headers: AUTH })).body
   cfg.config.upstreams.users.targets[0].weight = 2
   const put = await get(`${node.address}/gateway/config`, {

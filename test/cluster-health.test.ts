@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
+import { killAll, startCliNode, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-health-'))
 const TOKEN = 'cluster-health-token'
@@ -93,10 +94,10 @@ t.test('one node\'s ejection or open circuit keeps the target out on the others'
     return n
   }))
   // every node subscribed (its hint channel is up once it sees the others)
-  await until('three nodes see each other', async () => {
+  await until(async () => {
     const views = await Promise.all([a, b, c].map(async (n) => (await get(`${n.address}/gateway/cluster`, { headers: AUTH })).body.nodes.length))
     return views.every((v) => v === 3)
-  }, 20_000)
+  }, 20_000, 'three nodes see each other')
 
   const propagation: number[] = []
   const stops: number[] = []
@@ -108,7 +109,7 @@ t.test('one node\'s ejection or open circuit keeps the target out on the others'
       const marks = [a, b, c].map((n) => n.log.length)
       // every node back to both targets eligible
       await bad.control({ status: 200 })
-      await until(`round ${round}: bad eligible everywhere`, async () => {
+      await until(async () => {
         for (const n of [a, b, c]) {
           // a request per node so an expired ejection gets its trial and a half-open circuit its probe request
           await get(`${n.address}/${upstream}/status/200`)
@@ -116,7 +117,7 @@ t.test('one node\'s ejection or open circuit keeps the target out on the others'
         }
         const all = await Promise.all([a, b, c].map(async (n) => await targetsOf(n, upstream)))
         return all.every((ts) => ts.every((x) => !x.ejected && x.hint === null && x.circuit === 'closed'))
-      }, 15_000, 50)
+      }, 15_000, `round ${round}: bad eligible everywhere`, 50)
 
       await bad.control({ status: 500 })
       // B and C send requests the bad target answers 200 (/status/200): only A's hint can take it out of their rotation
@@ -196,7 +197,7 @@ t.test('healthCheck options changed by a config PUT apply at run time on every n
   let doc = await config()
   doc.config.upstreams.api.healthCheck = { ...doc.config.upstreams.api.healthCheck, active: { type: 'http', path: '/health', interval: '200ms', timeout: '150ms', unhealthyThreshold: 1, healthyThreshold: 1 } }
   t.equal(await put(doc.config, doc.version), 200)
-  const ms = await until('bad unhealthy on every node', async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 50)
+  const ms = await until(async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 'bad unhealthy on every node', 50)
   t.pass(`the new probes ran on every node (${Math.round(ms)} ms)`)
   const checks = (await bad.stats()).healthChecks
   t.ok(checks > 0, `the bad target was probed (${checks} probes)`)
@@ -205,7 +206,7 @@ t.test('healthCheck options changed by a config PUT apply at run time on every n
   doc = await config()
   doc.config.upstreams.api.healthCheck!.active = { type: 'http', path: '/ok', interval: '200ms', timeout: '150ms', unhealthyThreshold: 1, healthyThreshold: 1 }
   t.equal(await put(doc.config, doc.version), 200)
-  await until('bad healthy again on every node', async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'healthy'), 10_000, 50)
+  await until(async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'healthy'), 10_000, 'bad healthy again on every node', 50)
   t.pass('a changed probe path applies on every node')
 
   // and removing them stops probing
@@ -260,13 +261,13 @@ t.test('shared probing: one node probes per interval and the others take its res
   await new Promise((resolve) => setTimeout(resolve, 800))
   await bad.control({ healthStatus: 503 })
   const statusOf = async (n: CliNode): Promise<string | undefined> => (await targetsOf(n, 'api')).find((x) => x.id === 'bad')?.status
-  await until('bad unhealthy everywhere', async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 50)
+  await until(async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 'bad unhealthy everywhere', 50)
   t.pass('every node turned the target unhealthy on the shared results')
   const holderLines = (n: CliNode): LogLine[] => lines(n, 0).filter((l) => l.msg === 'shared probing: the lease holder probes this upstream' && l.upstream === 'api')
   const lastHolder = (holderLines(a).at(-1) as { holder?: string } | undefined)?.holder
   t.ok(lastHolder !== undefined, `the log names the holder (${lastHolder})`)
   await bad.control({ healthStatus: 200 })
-  await until('bad healthy everywhere', async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'healthy'), 10_000, 50)
+  await until(async () => (await Promise.all([a, b, c].map(statusOf))).every((s) => s === 'healthy'), 10_000, 'bad healthy everywhere', 50)
 
   // SIGKILL the holder: its lease lapses (3 intervals) and another node probes
   const holder = [a, b, c].find((n) => n.id === lastHolder)
@@ -275,13 +276,13 @@ t.test('shared probing: one node probes per interval and the others take its res
   await holder.kill('SIGKILL')
   const rest = [a, b, c].filter((n) => n !== holder)
   const takeover = (): LogLine | undefined => rest.flatMap((n) => holderLines(n).filter((l) => (l as { holder?: string }).holder === n.id && l.time >= killedAt))[0]
-  await until('another node takes the lease', () => takeover() !== undefined, 10_000, 50)
+  await until(() => takeover() !== undefined, 10_000, 'another node takes the lease', 50)
   const took = takeover()!.time - killedAt
   t.pass(`a surviving node took over probing ${took} ms after the holder died (lease ttl 600 ms + one interval)`)
   console.log(`# shared probing: holder SIGKILLed -> lease taken by a survivor after ${took} ms (interval 200 ms, lease ttl 600 ms)`)
   t.ok(await probesOn(good, 1000) > 0, 'probes go on')
   await bad.control({ healthStatus: 503 })
-  await until('bad unhealthy on the survivors', async () => (await Promise.all(rest.map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 50)
+  await until(async () => (await Promise.all(rest.map(statusOf))).every((s) => s === 'unhealthy'), 10_000, 'bad unhealthy on the survivors', 50)
   t.pass('the survivors still share verdicts')
   await bad.control({ healthStatus: 200 })
 })

@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
 import type { UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { startCliNode, startClusterFixture, until, type CliNode } from './helpers/node.js'
+import { startCliNode, startClusterFixture, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-'))
 const TOKEN = 'cluster-admin-token'
@@ -70,7 +71,7 @@ const shared = (targets: Array<{ id: string, url: string, weight?: number }>): u
 t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', async (t) => {
   const [a, b, c] = await Promise.all(['gw-a', 'gw-b', 'gw-c'].map(async (id) => await start(id, configFile(id, redis.url, ups[0].url))))
 
-  await until('every node sees three', async () => (await Promise.all([a, b, c].map(ids))).every((l) => l.join() === 'gw-a,gw-b,gw-c'))
+  await until(async () => (await Promise.all([a, b, c].map(ids))).every((l) => l.join() === 'gw-a,gw-b,gw-c'), 10_000, 'every node sees three')
   t.pass('each of three nodes lists all three in /cluster')
   const v0 = await view(a)
   t.equal(v0.redis, 'up')
@@ -82,7 +83,7 @@ t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', a
   t.equal(got.body.version, 1, 'the file seeded an empty store as version 1')
   t.equal(got.headers.etag, '"1"')
   t.same(Object.keys(got.body.config).sort(), ['routes', 'upstreams'], 'only the shared part is stored')
-  await until('configVersion 1 everywhere', async () => (await view(a)).nodes.every((n) => n.configVersion === 1))
+  await until(async () => (await view(a)).nodes.every((n) => n.configVersion === 1), 10_000, 'configVersion 1 everywhere')
 
   await t.test('a PUT on A reaches B within 1 s and B routes by it (30 changes)', async (t) => {
     let version = 1
@@ -98,7 +99,7 @@ t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', a
       t.equal(res.status, 200, `PUT ${i} accepted`)
       version = res.body.version
       sentAt.set(version, wall)
-      await until(`B at version ${version}`, async () => (await status(b)).configVersion === version, 5000, 2)
+      await until(async () => (await status(b)).configVersion === version, 5000, `B at version ${version}`, 2)
       lat.push(performance.now() - t0)
       if (i % 5 === 0 || i === 29) t.equal(await whoAnswers(b), up.id, `B routes change ${i} to ${up.id}`)
     }
@@ -117,7 +118,7 @@ t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', a
     lat.sort((x, y) => x - y)
     t.comment(`PUT on A -> seen applied by polling B, 30 changes: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${lat[lat.length - 1].toFixed(1)} ms`)
     t.ok(lat[lat.length - 1] < 1000, 'every change reached B within 1 s')
-    await until(`C at version ${version}`, async () => (await status(c)).configVersion === version, 5000, 5)
+    await until(async () => (await status(c)).configVersion === version, 5000, `C at version ${version}`, 5)
     t.equal(await whoAnswers(c), ups[0].id, 'C follows too (last change went to the first upstream)')
     const metrics = (await get(`${b.address}/metrics`)).text
     t.match(metrics, /config_propagation_seconds_count 30/, 'B observed 30 propagations')
@@ -160,13 +161,13 @@ t.test('three nodes on one Redis: membership, config sync, conflicts, leaves', a
   await t.test('a SIGKILLed node leaves the view within the TTL; a graceful one at once', async (t) => {
     const t0 = performance.now()
     await kill(c, 'SIGKILL')
-    const gone = await until('C gone from A and B', async () => !(await ids(a)).includes('gw-c') && !(await ids(b)).includes('gw-c'), 10_000)
+    const gone = await until(async () => !(await ids(a)).includes('gw-c') && !(await ids(b)).includes('gw-c'), 10_000, 'C gone from A and B')
     t.comment(`SIGKILL: gone from the view after ${(performance.now() - t0).toFixed(0)} ms (TTL ${3 * HEARTBEAT} ms, heartbeat ${HEARTBEAT} ms)`)
     t.ok(gone < 3 * HEARTBEAT + 2 * HEARTBEAT + 1500, 'within TTL + an interval (+ slack)')
 
     const t1 = performance.now()
     b.child.kill('SIGTERM')
-    await until('B gone from A', async () => !(await ids(a)).includes('gw-b'), 10_000, 10)
+    await until(async () => !(await ids(a)).includes('gw-b'), 10_000, 'B gone from A', 10)
     const took = performance.now() - t1
     t.comment(`SIGTERM: gone from A's view after ${took.toFixed(0)} ms`)
     t.ok(took < 3 * HEARTBEAT, 'a graceful shutdown leaves before the TTL could lapse')
@@ -189,17 +190,17 @@ t.test('a node booted while Redis is down serves its file, joins once Redis appe
   t.equal((await status(d)).configVersion, 0, 'version 0: its own file, never stored')
 
   await r2.restart()
-  const joined = await until('D seeded the store', async () => (await status(d)).configVersion === 1, 10_000)
+  const joined = await until(async () => (await status(d)).configVersion === 1, 10_000, 'D seeded the store')
   t.comment(`Redis back: D synced after ${joined.toFixed(0)} ms`)
   t.equal((await view(d)).redis, 'up')
-  await until('the snapshot is written', async () => existsSync(join(dir, 'gw-d.snapshot.json')), 5000)
+  await until(async () => existsSync(join(dir, 'gw-d.snapshot.json')), 5000, 'the snapshot is written')
   t.pass('the applied config was written as a snapshot')
 
   // a second node with another file: the store wins over its file
   const e = await start('gw-e', configFile('gw-e', url, ups[1].url, 'down'))
-  await until('E applies the store', async () => (await status(e)).configVersion === 1)
+  await until(async () => (await status(e)).configVersion === 1, 10_000, 'E applies the store')
   t.equal(await whoAnswers(e), ups[2].id, 'E routes by the store, not by its file')
-  await until('D and E see each other', async () => (await ids(d)).join() === 'gw-d,gw-e' && (await ids(e)).join() === 'gw-d,gw-e')
+  await until(async () => (await ids(d)).join() === 'gw-d,gw-e' && (await ids(e)).join() === 'gw-d,gw-e', 10_000, 'D and E see each other')
   t.pass('D joined the cluster once Redis appeared')
 
   // D again, Redis down, with a file that names another upstream: the snapshot wins over the file

@@ -8,8 +8,9 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { loadConfigFile, validateConfig } from '../lib/config/index.js'
 import gateway from '../plugins/gateway.js'
 import { get } from './helpers/gateway.js'
-import { startUpstream, type TestUpstream } from './helpers/health-upstream.js'
+import { startHealthUpstream, type HealthUpstream } from './helpers/health-upstream.js'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-config-safety-'))
 const TOKEN = 'config-safety-admin-token'
@@ -17,10 +18,10 @@ const AUTH = { authorization: `Bearer ${TOKEN}` }
 const CLUSTER = `cs${process.pid}`
 
 let redis: RedisProcess
-let up: TestUpstream
+let up: HealthUpstream
 const apps: FastifyInstance[] = []
 
-t.before(async () => { [redis, up] = await Promise.all([startRedis(), startUpstream()]) })
+t.before(async () => { [redis, up] = await Promise.all([startRedis(), startHealthUpstream()]) })
 t.teardown(async () => {
   for (const app of apps) await app.close().catch(() => {})
   await up.close()
@@ -64,13 +65,6 @@ const view = async (n: Node): Promise<any> => (await get(`${n.admin}/cluster`, {
 const status = async (n: Node): Promise<any> => (await get(`${n.admin}/status`, { headers: AUTH })).body
 const probes = (): number => up.hits.get('/health') ?? 0
 
-async function until (what: string, fn: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const t0 = performance.now()
-  while (!(await fn())) {
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 /** Probe hits within `ms`. */
 async function probesIn (ms: number): Promise<number> {
   const before = probes()
@@ -81,7 +75,7 @@ async function probesIn (ms: number): Promise<number> {
 t.test('a PUT is checked whole before anything is stored, and a node runs one version in full', async (t) => {
   const a = await startNode('gw-a')
   const b = await startNode('gw-b', { prefix: '/ops' })
-  await until('both nodes on version 1', async () => (await view(a)).nodes.every((n: any) => n.configVersion === 1) && (await view(a)).nodes.length === 2)
+  await until(async () => (await view(a)).nodes.every((n: any) => n.configVersion === 1) && (await view(a)).nodes.length === 2, 10_000, 'both nodes on version 1')
 
   await t.test('durations the code cannot run at 0 are refused by path, and nothing reaches Redis', async (t) => {
     for (const [edit, path] of [
@@ -107,7 +101,7 @@ t.test('a PUT is checked whole before anything is stored, and a node runs one ve
     doc.upstreams.svc.healthCheck = probe('100ms')
     const res = await put(a, 1, doc)
     t.equal(res.status, 200, 'accepted')
-    await until('both nodes on version 2', async () => (await view(a)).nodes.every((n: any) => n.configVersion === 2))
+    await until(async () => (await view(a)).nodes.every((n: any) => n.configVersion === 2), 10_000, 'both nodes on version 2')
     const n = await probesIn(1000)
     t.ok(n >= 8, `two nodes probing every 100 ms: ${n} probes in 1 s`)
   })
@@ -119,7 +113,7 @@ t.test('a PUT is checked whole before anything is stored, and a node runs one ve
     bad.routes.push({ path: '/ops/extra', upstream: 'svc' })
     const res = await put(a, 2, bad)
     t.equal(res.status, 200, 'A applies version 3')
-    await until('B refuses version 3', async () => (await view(b)).configRefused?.version === 3)
+    await until(async () => (await view(b)).configRefused?.version === 3, 10_000, 'B refuses version 3')
     const bView = await view(b)
     t.equal(bView.nodes.find((n: any) => n.id === 'gw-b').configVersion, 2, 'B reports version 2 in {admin}/cluster')
     t.match(bView.configRefused.error, /routes\[1\]\.path/, 'and why it refused version 3')
@@ -133,7 +127,7 @@ t.test('a PUT is checked whole before anything is stored, and a node runs one ve
     good.upstreams.svc.healthCheck = probe('150ms')
     good.routes.push({ path: '/later', upstream: 'svc' })
     t.equal((await put(a, 3, good)).status, 200, 'version 4 accepted')
-    await until('B applies version 4', async () => (await status(b)).configVersion === 4)
+    await until(async () => (await status(b)).configVersion === 4, 10_000, 'B applies version 4')
     t.equal((await status(b)).configRefused, undefined, 'nothing refused any more')
     t.equal((await get(`${b.url}/later/x`)).status, 200, 'B routes the new route')
     t.ok(await probesIn(1000) >= 6, 'and probes with the new interval')

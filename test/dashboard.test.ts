@@ -10,7 +10,7 @@ import t from 'tap'
 import { validateConfig } from '../lib/config/index.js'
 import { startNode, type StartedNode } from '../plugins/gateway.js'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
-import { startUpstream, type TestUpstream } from './helpers/health-upstream.js'
+import { startHealthUpstream, type HealthUpstream } from './helpers/health-upstream.js'
 import { get } from './helpers/gateway.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -22,8 +22,8 @@ const SCREENSHOT = process.env.UPDATE_SCREENSHOT === '1'
 t.test('dashboard in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: apt-get install -y chromium (.ci/run installs it)` }, async (t) => {
   const { default: puppeteer } = await import('puppeteer-core')
   const redis: RedisProcess = await startRedis()
-  const targets: TestUpstream[] = []
-  for (let i = 0; i < 3; i++) targets.push(await startUpstream())
+  const targets: HealthUpstream[] = []
+  for (let i = 0; i < 3; i++) targets.push(await startHealthUpstream())
   const nodes: StartedNode[] = []
   let traffic: NodeJS.Timeout | undefined
   t.teardown(async () => {

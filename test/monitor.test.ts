@@ -6,9 +6,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
-import { startUpstream, type TestUpstream } from './helpers/health-upstream.js'
+import { startHealthUpstream, type HealthUpstream } from './helpers/health-upstream.js'
 import { get } from './helpers/gateway.js'
-import { killAll, startCliNode, until, type CliNode } from './helpers/node.js'
+import { killAll, startCliNode, type CliNode } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-monitor-'))
 const TOKEN = 'monitor-admin-token'
@@ -20,13 +21,13 @@ const sleep = async (ms: number): Promise<void> => await new Promise((resolve) =
 interface Hook { status: string, rule: string, severity: string, cluster: string, startsAt: string, endsAt?: string, value: number | null, threshold: number, title: string, message: string, details: { evaluatedBy: string } }
 
 let redis: RedisProcess
-const targets: TestUpstream[] = []
-let receiver: TestUpstream
+const targets: HealthUpstream[] = []
+let receiver: HealthUpstream
 const nodes: CliNode[] = []
 t.before(async () => {
   redis = await startRedis()
-  for (let i = 0; i < 3; i++) targets.push(await startUpstream())
-  receiver = await startUpstream()
+  for (let i = 0; i < 3; i++) targets.push(await startHealthUpstream())
+  receiver = await startHealthUpstream()
 })
 t.teardown(async () => {
   await killAll(nodes)
@@ -76,10 +77,10 @@ let b: CliNode
 
 t.test('two nodes: {admin}/cluster/metrics totals equal the sum of what each node served', async (t) => {
   [a, b] = await Promise.all([start('mon-a'), start('mon-b')])
-  await until('both nodes in each view', async () => (await metrics(a)).totals.nodes === 2 && (await metrics(b)).totals.nodes === 2, 20_000)
+  await until(async () => (await metrics(a)).totals.nodes === 2 && (await metrics(b)).totals.nodes === 2, 20_000, 'both nodes in each view')
   t.equal(await send(a, 30), 0)
   t.equal(await send(b, 12), 0)
-  await until('totals include both nodes\' traffic on both', async () => (await metrics(a)).totals.totalRequests === 42 && (await metrics(b)).totals.totalRequests === 42, 10_000)
+  await until(async () => (await metrics(a)).totals.totalRequests === 42 && (await metrics(b)).totals.totalRequests === 42, 10_000, 'totals include both nodes\' traffic on both')
   for (const n of [a, b]) {
     const m = await metrics(n)
     t.equal(m.totals.totalRequests, 42, `${n.id}: 30 + 12`)
@@ -107,7 +108,7 @@ t.test('two nodes: {admin}/cluster/metrics totals equal the sum of what each nod
 t.test('two of three targets killed: one firing for the cluster, none again within the cooldown, one resolved', async (t) => {
   const t0 = performance.now()
   await Promise.all([targets[0].kill(), targets[1].kill()])
-  const ms = await until('the firing notification', () => of('low_healthy_instances', 'firing').length > 0, 15_000)
+  const ms = await until(() => of('low_healthy_instances', 'firing').length > 0, 15_000, 'the firing notification')
   t.comment(`firing notification ${Math.round(ms)} ms after the kill (interval ${INTERVAL} ms, probes every 400 ms, 2 failures)`)
   t.ok(performance.now() - t0 < 15_000)
   // several more evaluations by whichever node holds the lease, well within the 1 min cooldown
@@ -120,7 +121,7 @@ t.test('two of three targets killed: one firing for the cluster, none again with
   t.same(list.firing.map((f: any) => f.rule), ['low_healthy_instances'], 'any node lists the firing alert')
   t.equal((await alerts(a)).evaluator, list.evaluator, 'both nodes name the same evaluator')
   await Promise.all([targets[0].restart(), targets[1].restart()])
-  await until('the resolved notification', () => of('low_healthy_instances', 'resolved').length > 0, 15_000)
+  await until(() => of('low_healthy_instances', 'resolved').length > 0, 15_000, 'the resolved notification')
   await sleep(3 * INTERVAL)
   const resolved = of('low_healthy_instances', 'resolved')
   t.equal(resolved.length, 1, 'exactly one resolved')
@@ -132,20 +133,20 @@ t.test('two of three targets killed: one firing for the cluster, none again with
 
 t.test('SIGKILL of the evaluating node: the other takes the lease over, neither repeating nor losing the firing alert', async (t) => {
   await Promise.all([targets[0].kill(), targets[1].kill()])
-  await until('firing again', () => of('low_healthy_instances', 'firing').length === 2, 15_000)
+  await until(() => of('low_healthy_instances', 'firing').length === 2, 15_000, 'firing again')
   const evaluator = (await alerts(a)).evaluator as string
   const victim = evaluator === a.id ? a : b
   const survivor = victim === a ? b : a
   t.equal(of('low_healthy_instances', 'firing')[1].details.evaluatedBy, victim.id)
   const t0 = performance.now()
   await victim.kill('SIGKILL')
-  const ms = await until('the survivor takes the lease over', async () => (await alerts(survivor)).evaluator === survivor.id, 20_000)
+  const ms = await until(async () => (await alerts(survivor)).evaluator === survivor.id, 20_000, 'the survivor takes the lease over')
   t.comment(`lease taken over ${Math.round(ms)} ms after the SIGKILL (lease ${3 * INTERVAL} ms, interval ${INTERVAL} ms)`)
   await sleep(3 * INTERVAL)
   t.equal(of('low_healthy_instances', 'firing').length, 2, 'the takeover does not fire again')
   t.same((await alerts(survivor)).firing.map((f: any) => f.rule), ['low_healthy_instances'], 'nor forgets it')
   await Promise.all([targets[0].restart(), targets[1].restart()])
-  await until('resolved by the survivor', () => of('low_healthy_instances', 'resolved').length === 2, 15_000)
+  await until(() => of('low_healthy_instances', 'resolved').length === 2, 15_000, 'resolved by the survivor')
   const last = of('low_healthy_instances', 'resolved')[1]
   t.equal(last.details.evaluatedBy, survivor.id)
   t.equal(last.startsAt, of('low_healthy_instances', 'firing')[1].startsAt, 'the resolve ends the firing the dead node sent')
@@ -159,7 +160,7 @@ t.test('a 5xx share over 5 % fires high_error_rate', async (t) => {
   targets[2].traffic = 500 // one target of three answers 500: ~1/3 of requests
   const errors = await send(n, 45)
   t.ok(errors >= 10, `${errors} of 45 answered 5xx`)
-  await until('high_error_rate fires', () => of('high_error_rate', 'firing').length > 0, 15_000)
+  await until(() => of('high_error_rate', 'firing').length > 0, 15_000, 'high_error_rate fires')
   const h = of('high_error_rate', 'firing')[0]
   t.match(h, { severity: 'warning', threshold: 0.05, cluster: 'monitor-e2e' })
   t.ok(h.value! > 0.05, `error rate ${h.value}`)

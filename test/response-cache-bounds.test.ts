@@ -9,7 +9,7 @@ import { startNode, type StartedNode } from '../plugins/gateway.js'
 import { validateConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { startRedis, startRedisCluster, type RedisProcess } from './helpers/redis.js'
 import { get } from './helpers/gateway.js'
-import { until } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const BODY = Buffer.alloc(1000, 'b')
 let redis: RedisProcess
@@ -69,7 +69,7 @@ async function bust (url: string, path: string, n: number, tag: string): Promise
 
 async function hitSoon (url: string): Promise<boolean> {
   try {
-    await until(`HIT ${url}`, async () => (await get(url)).headers['x-cache'] === 'HIT', 5000, 50)
+    await until(async () => (await get(url)).headers['x-cache'] === 'HIT', 5000, `HIT ${url}`, 50)
     return true
   } catch { return false }
 }
@@ -79,7 +79,7 @@ t.test('routes[].cache.maxEntries bounds one route\'s keys under cache-busting; 
   const client = new Redis(redis.url)
   t.teardown(async () => { await node.close(); client.disconnect() })
   await bust(node.address, '/few/x', 300, 'a')
-  await until('stores land', async () => (await cacheKeys(client, 'rcb1')).entries.length >= 10, 5000)
+  await until(async () => (await cacheKeys(client, 'rcb1')).entries.length >= 10, 5000, 'stores land')
   const { entries } = await cacheKeys(client, 'rcb1')
   t.ok(entries.length <= 20, `300 distinct URLs leave at most maxEntries (20) entry keys: ${entries.length}`)
   t.ok(entries.length >= 10, 'and the route still caches')
@@ -96,7 +96,7 @@ t.test('cache.maxBytes bounds what every route together holds in Redis (MEMORY U
   t.teardown(async () => { await node.close(); client.disconnect() })
   await bust(node.address, '/many/x', 400, 'b')
   await bust(node.address, '/few/y', 100, 'c')
-  await until('stores land', async () => (await cacheKeys(client, 'rcb2')).entries.length >= 20, 5000)
+  await until(async () => (await cacheKeys(client, 'rcb2')).entries.length >= 20, 5000, 'stores land')
   const { entries, bytes, all } = await cacheKeys(client, 'rcb2')
   const counted = Number(await client.get(all.find((k) => k.endsWith(':bytes'))!))
   t.ok(counted <= maxBytes, `the script's sum stays within maxBytes: ${counted} <= ${maxBytes}`)
@@ -142,7 +142,7 @@ t.test('on Redis Cluster the bounded writes work (one slot) and stay bounded', a
   const node: StartedNode = await startNode(validateConfig(config('rcb4', { nodes: rc.nodes })))
   const cluster = new Cluster(rc.nodes)
   t.teardown(async () => { await node.close(); cluster.disconnect() })
-  await until('node sees Redis', () => node.app.cluster.redisUp, 10_000)
+  await until(() => node.app.cluster.redisUp, 10_000, 'node sees Redis')
   await bust(node.address, '/few/z', 100, 'd')
   const fresh = `${node.address}/few/z?bust=fresh`
   await get(fresh)

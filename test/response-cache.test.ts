@@ -9,7 +9,7 @@ import { validateConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
 import { startUpstream, type UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
-import { until } from './helpers/node.js'
+import { until } from './helpers/poll.js'
 
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -89,7 +89,7 @@ t.test('one node on Redis: hit and miss, Age, HEAD, request and response directi
     t.equal(first.headers['x-cache'], 'MISS', 'first: MISS')
     t.equal(await demoHits('/api/items'), 1, 'it reached the upstream')
     // the store happens once the body ended: wait for it to land (Redis write + local remember)
-    await until('stored', async () => await cached(`${base}/api/items?page=1`), 5000, 5)
+    await until(async () => await cached(`${base}/api/items?page=1`), 5000, 'stored', 5)
     const second = await get(`${base}/api/items?page=1`)
     t.equal(second.headers['x-cache'], 'HIT', 'second: HIT')
     t.equal(second.text, first.text, 'the same body')
@@ -223,7 +223,7 @@ t.test('one node on Redis: hit and miss, Age, HEAD, request and response directi
 t.test('two nodes on one Redis: an entry stored by one is served by the other; an invalidation reaches the other', async (t) => {
   const a = await node('rc-2a', redis.url, 'rc2')
   const b = await node('rc-2b', redis.url, 'rc2')
-  await until('both nodes listen for invalidations', () => a.app.responseCache.listening && b.app.responseCache.listening, 5000)
+  await until(() => a.app.responseCache.listening && b.app.responseCache.listening, 5000, 'both nodes listen for invalidations')
   const path = '/api/shared'
   await warm(`${a.address}${path}`)
   t.equal(await demoHits(path), 1)
@@ -235,7 +235,7 @@ t.test('two nodes on one Redis: an entry stored by one is served by the other; a
   // B holds the entry locally; a write through A purges it everywhere
   const w = await get(`${a.address}${path}`, { method: 'PUT', body: '{}' })
   t.equal(w.status, 200)
-  const ms = await until('B misses after the purge on A', async () => (await get(`${b.address}${path}`)).headers['x-cache'] === 'MISS', 2000, 5)
+  const ms = await until(async () => (await get(`${b.address}${path}`)).headers['x-cache'] === 'MISS', 2000, 'B misses after the purge on A', 5)
   t.comment(`invalidation reached B after <= ${ms.toFixed(0)} ms`)
   t.ok(ms < 1000, 'within a second')
 
@@ -245,7 +245,7 @@ t.test('two nodes on one Redis: an entry stored by one is served by the other; a
   t.ok(await cached(`${b.address}${path}`), 'B holds it')
   t.equal(await a.app.responseCache.purge(path), true)
   t.notOk(await cached(`${a.address}${path}`), 'gone on A at once')
-  await until('B misses after purge() on A', async () => !(await cached(`${b.address}${path}`)), 2000, 5)
+  await until(async () => !(await cached(`${b.address}${path}`)), 2000, 'B misses after purge() on A', 5)
   t.pass('purge() reached B')
   const only = await get(`${b.address}${path}`, { headers: { 'cache-control': 'only-if-cached' } })
   t.equal(only.status, 504, 'only-if-cached on a miss: 504, the upstream is not asked')
@@ -260,7 +260,7 @@ t.test('memory-only node: cached locally; Redis down: misses, never hangs', asyn
   const r2 = await startRedis()
   t.teardown(async () => { await r2.stop() })
   const d = await node('rc-down', r2.url, 'rc3')
-  await until('redis up', () => d.app.cluster.redisUp, 5000)
+  await until(() => d.app.cluster.redisUp, 5000, 'redis up')
   await r2.kill('SIGSTOP') // up but silent: every Redis call hangs until its deadline
   t.teardown(async () => { await r2.kill('SIGCONT') })
   const t0 = performance.now()
@@ -279,7 +279,7 @@ t.test('memory-only node: cached locally; Redis down: misses, never hangs', asyn
 async function warm (url: string, headers: Record<string, string> = {}): Promise<void> {
   const first = await get(url, { headers })
   if (first.headers['x-cache'] === 'HIT') return
-  await until(`${url} stored`, async () => (await get(url, { headers: { ...headers, 'cache-control': 'only-if-cached' } })).status === 200, 5000, 5)
+  await until(async () => (await get(url, { headers: { ...headers, 'cache-control': 'only-if-cached' } })).status === 200, 5000, `${url} stored`, 5)
 }
 
 /** Whether `url` is cached on that node (never asks the upstream). */

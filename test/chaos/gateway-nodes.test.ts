@@ -4,7 +4,8 @@
 import t from 'tap'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { killAll, startCliNode, until, type CliNode } from '../helpers/node.js'
+import { killAll, startCliNode, type CliNode } from '../helpers/node.js'
+import { until } from '../helpers/poll.js'
 import { admin, byStatus, cliConfig, clusterView, load, pct } from '../helpers/chaos.js'
 
 const HEARTBEAT = 500
@@ -44,7 +45,7 @@ async function exact (over: CliNode[], client: string): Promise<Record<string, n
 }
 
 const [a, b, c] = await Promise.all(['n-a', 'n-b', 'n-c'].map(start))
-await until('all three see each other', async () => (await Promise.all([a, b, c].map(async (n) => (await clusterView(n.address)).length))).every((x) => x === 3), 20_000, 100)
+await until(async () => (await Promise.all([a, b, c].map(async (n) => (await clusterView(n.address)).length))).every((x) => x === 3), 20_000, 'all three see each other', 100)
 
 t.test('SIGSTOP one node for 5 s under load: dropped, rejoins on SIGCONT, pulls the config it missed, no double count', async (t) => {
   const bg = load(() => [a.address, b.address], '/api/x', 4, undefined, () => ({ 'x-client': `bg-${Math.floor(Math.random() * 1e6)}` }))
@@ -52,14 +53,14 @@ t.test('SIGSTOP one node for 5 s under load: dropped, rejoins on SIGCONT, pulls 
   const v0 = await version(a)
   c.child.kill('SIGSTOP')
   const stoppedAt = performance.now()
-  const dropped = await until('A and B drop C', async () => !(await clusterView(a.address)).includes('n-c') && !(await clusterView(b.address)).includes('n-c'), 10_000, 50)
+  const dropped = await until(async () => !(await clusterView(a.address)).includes('n-c') && !(await clusterView(b.address)).includes('n-c'), 10_000, 'A and B drop C', 50)
   const put = await admin(a.address, '/gateway/config', 'PUT', doc('while-c-frozen'), { 'if-match': String(v0) })
   t.equal(put.status, 200, 'a config PUT on A while C is frozen')
   await sleep(Math.max(0, 5000 - (performance.now() - stoppedAt)))
   c.child.kill('SIGCONT')
   const contAt = performance.now()
-  const rejoined = await until('A sees C again', async () => (await clusterView(a.address)).includes('n-c'), 10_000, 50)
-  const pulled = await until('C runs the version it missed', async () => await version(c) === put.body.version, 10_000, 50)
+  const rejoined = await until(async () => (await clusterView(a.address)).includes('n-c'), 10_000, 'A sees C again', 50)
+  const pulled = await until(async () => await version(c) === put.body.version, 10_000, 'C runs the version it missed', 50)
   const hits = await bg.stop()
   t.comment(`C frozen 5 s: dropped from A's and B's views ${dropped.toFixed(0)} ms after SIGSTOP (heartbeat ${HEARTBEAT} ms, TTL ${3 * HEARTBEAT} ms); ` +
     `back in A's view ${rejoined.toFixed(0)} ms after SIGCONT; ran config v${put.body.version} ${(performance.now() - contAt).toFixed(0)} ms after SIGCONT (pull took ${pulled.toFixed(0)} ms more); ` +
@@ -73,7 +74,7 @@ t.test('SIGKILL one of three under load: the others serve every request; it leav
   const bg = load(() => [a.address, b.address], '/api/x', 4, undefined, () => ({ 'x-client': `bg-${Math.floor(Math.random() * 1e6)}` }))
   await sleep(300)
   await c.kill('SIGKILL')
-  const left = await until('A and B drop C', async () => !(await clusterView(a.address)).includes('n-c') && !(await clusterView(b.address)).includes('n-c'), 10_000, 50)
+  const left = await until(async () => !(await clusterView(a.address)).includes('n-c') && !(await clusterView(b.address)).includes('n-c'), 10_000, 'A and B drop C', 50)
   await sleep(500)
   const hits = await bg.stop()
   t.comment(`C SIGKILLed: left A's and B's views after ${left.toFixed(0)} ms (heartbeat ${HEARTBEAT} ms); load on A and B: ${hits.length} requests ${JSON.stringify(byStatus(hits))}, p99 ${pct(hits.map((h) => h.ms), 99).toFixed(0)} ms, slowest ${Math.max(...hits.map((h) => h.ms)).toFixed(0)} ms`)
@@ -90,8 +91,8 @@ t.test('a node started while Redis is down joins when Redis comes up', async (t)
   t.equal(h.status, 200, 'and serves (fail_open)')
   await redis.restart()
   const upAt = performance.now()
-  const joined = await until('D and A see each other', async () => (await clusterView(a.address)).includes('n-d') && (await clusterView(d.address)).includes('n-a'), 15_000, 50)
-  const v = await until('D runs the cluster config', async () => await version(d) === await version(a), 15_000, 50)
+  const joined = await until(async () => (await clusterView(a.address)).includes('n-d') && (await clusterView(d.address)).includes('n-a'), 15_000, 'D and A see each other', 50)
+  const v = await until(async () => await version(d) === await version(a), 15_000, 'D runs the cluster config', 50)
   t.comment(`D (booted with Redis down) in A's view and A in D's ${joined.toFixed(0)} ms after Redis came up; same config version ${(performance.now() - upAt).toFixed(0)} ms after (pull ${v.toFixed(0)} ms)`)
   t.same(await exact([a, b, d], 'after-redis-up'), { 200: LIMIT, 429: 10 }, 'limits exact over A, B and D')
 })

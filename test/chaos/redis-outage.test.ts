@@ -7,7 +7,7 @@ import { startNode } from '../../plugins/gateway.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { startRedis } from '../helpers/redis.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { until } from '../helpers/node.js'
+import { until } from '../helpers/poll.js'
 import { admin, byStatus, load, pct, TOKEN } from '../helpers/chaos.js'
 
 const LIMIT = 30
@@ -47,7 +47,7 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
       return n
     }))
     const urls = nodes.map((n) => n.address)
-    await until('three nodes in every view', () => nodes.every((n) => n.app.cluster.nodes().length === 3), 15_000, 50)
+    await until(() => nodes.every((n) => n.app.cluster.nodes().length === 3), 15_000, 'three nodes in every view', 50)
     t.same(await client(urls, 'before', LIMIT + 6), { 200: LIMIT, 429: 6 }, 'before: exact over three nodes')
 
     const bg = load(() => urls, '/api/x', 6, undefined, () => ({ 'x-client': `bg-${Math.floor(Math.random() * 1e6)}` }))
@@ -64,10 +64,10 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
     const backAt = Date.now()
     // exact again: a fresh client's full budget over the three nodes, decided in Redis (RateLimit r = LIMIT - 1)
     let k = 0
-    const exactMs = await until('Redis decides again on every node', async () => {
+    const exactMs = await until(async () => {
       const rs = await Promise.all(urls.map(async (u) => await admin(u, '/api/x', 'GET', undefined, { 'x-client': `probe-${k++}` })))
       return rs.every((r) => new RegExp(`;r=${LIMIT - 1};`).test(String(r.headers.ratelimit ?? '')))
-    }, 5000, 20).then(() => Date.now() - backAt)
+    }, 5000, 'Redis decides again on every node', 20).then(() => Date.now() - backAt)
     const after = await client(urls, 'after', LIMIT + 6)
     const hits = await bg.stop()
     const inOutage = hits.filter((h) => h.at >= faultAt && h.at <= backAt)
@@ -75,7 +75,7 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
     const cur = await admin(urls[2], '/gateway/config')
     const put2 = await admin(urls[2], '/gateway/config', 'PUT', shared('after'), { 'if-match': String(cur.body.version) })
     t.equal(put2.status, 200, `a PUT after the outage is accepted: ${JSON.stringify(put2.body).slice(0, 300)}`)
-    const arrived = await until('the PUT after the outage reaches every node', () => nodes.every((n) => n.app.cluster.config.version === put2.body.version), 5000, 10)
+    const arrived = await until(() => nodes.every((n) => n.app.cluster.config.version === put2.body.version), 5000, 'the PUT after the outage reaches every node', 10)
     t.comment(`Redis ${fault}: ${hits.length} requests under load ${JSON.stringify(byStatus(hits))} (${inOutage.length} during the outage ${JSON.stringify(byStatus(inOutage))}), p99 ${pct(ms, 99).toFixed(0)} ms, slowest ${Math.max(...ms).toFixed(0)} ms; ` +
       `one client on one node during the outage ${JSON.stringify(during)} (local share ${Math.floor(LIMIT / 3)}); PUT during the outage ${put.status}; ` +
       `store deciding on every node ${exactMs} ms after Redis returned; after: ${JSON.stringify(after)}; a PUT after the outage reached all three in ${arrived.toFixed(0)} ms`)

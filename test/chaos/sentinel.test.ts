@@ -6,7 +6,7 @@ import { startNode } from '../../plugins/gateway.js'
 import { validateConfig } from '../../lib/config/index.js'
 import { startSentinelGroup } from '../helpers/sentinel.js'
 import { startUpstream } from '../helpers/upstream.js'
-import { until } from '../helpers/node.js'
+import { until } from '../helpers/poll.js'
 import { admin, byStatus, load, pct, TOKEN } from '../helpers/chaos.js'
 
 const LIMIT = 30
@@ -29,21 +29,21 @@ t.test('Sentinel master SIGKILL under load', async (t) => {
     return n
   }))
   const urls = nodes.map((n) => n.address)
-  await until('three nodes in every view', () => nodes.every((n) => n.app.cluster.nodes().length === 3), 20_000, 50)
+  await until(() => nodes.every((n) => n.app.cluster.nodes().length === 3), 20_000, 'three nodes in every view', 50)
   const bg = load(() => urls, '/api/x', 6, undefined, () => ({ 'x-client': `bg-${Math.floor(Math.random() * 1e6)}` }))
   await sleep(500)
   const old = group.master.port
   await group.master.kill('SIGKILL')
   const killedAt = performance.now()
-  await until('sentinel switched master', async () => await group.masterPort() !== old, 20_000, 100)
+  await until(async () => await group.masterPort() !== old, 20_000, 'sentinel switched master', 100)
   const switched = performance.now() - killedAt
-  await until('three nodes in every view again', () => nodes.every((n) => n.app.cluster.nodes().length === 3), 20_000, 50)
+  await until(() => nodes.every((n) => n.app.cluster.nodes().length === 3), 20_000, 'three nodes in every view again', 50)
   const whole = performance.now() - killedAt
   await sleep(1000)
   const hits = await bg.stop()
   // exact on the promoted replica: one fresh client over the three nodes
   let exact: Record<string, number> = {}
-  await until('exact on the promoted replica', async () => {
+  await until(async () => {
     exact = {}
     const name = `after-${Math.random()}`
     for (let i = 0; i < LIMIT + 6; i++) {
@@ -51,7 +51,7 @@ t.test('Sentinel master SIGKILL under load', async (t) => {
       exact[r.status] = (exact[r.status] ?? 0) + 1
     }
     return exact[200] === LIMIT && exact[429] === 6
-  }, 10_000, 100)
+  }, 10_000, 'exact on the promoted replica', 100)
   const ms = hits.map((h) => h.ms)
   t.comment(`Sentinel master SIGKILL: switch after ${switched.toFixed(0)} ms, membership whole after ${whole.toFixed(0)} ms; ${hits.length} requests ${JSON.stringify(byStatus(hits))}, p99 ${pct(ms, 99).toFixed(0)} ms, slowest ${Math.max(...ms).toFixed(0)} ms; after: ${JSON.stringify(exact)}`)
   t.same(byStatus(hits), { 200: hits.length }, 'every request under load served (fail_open while no master)')

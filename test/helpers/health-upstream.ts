@@ -1,4 +1,6 @@
-// Real upstream servers for the health tests: node:http on 127.0.0.1, a free port each.
+// Real upstream servers for the health tests (startHealthUpstream: in-process node:http on 127.0.0.1, a free port
+// each, answers and probe path set per test; startHealthChildUpstream: one in a child process to SIGKILL). Not
+// helpers/upstream.ts (startUpstream: the demo echo upstream as a child process, for the proxy tests).
 import { spawn, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -6,7 +8,7 @@ import { once } from 'node:events'
 
 export type Answer = number | 'hang'
 
-export interface TestUpstream {
+export interface HealthUpstream {
   readonly port: number
   readonly url: string
   /** requests seen, by path */
@@ -22,16 +24,16 @@ export interface TestUpstream {
   close: () => Promise<void>
 }
 
-export async function startUpstream (opts: { probePath?: string, port?: number } = {}): Promise<TestUpstream> {
+export async function startHealthUpstream (opts: { probePath?: string, port?: number } = {}): Promise<HealthUpstream> {
   const probePath = opts.probePath ?? '/health'
   const sockets = new Set<import('node:net').Socket>()
   const hanging = new Set<http.ServerResponse>()
   const hits = new Map<string, number>()
   const bodies: unknown[] = []
-  const up: TestUpstream = {
+  const up: HealthUpstream = {
     port: 0, url: '', hits, probe: 200, traffic: 200, bodies,
     kill, restart, close: kill,
-  } as TestUpstream
+  } as HealthUpstream
   let server = make()
 
   function make (): http.Server {
@@ -83,7 +85,7 @@ export async function startUpstream (opts: { probePath?: string, port?: number }
 }
 
 /** An upstream in its own process, for a real SIGKILL. */
-export async function startChildUpstream (): Promise<{ port: number, url: string, child: ChildProcess, kill: () => Promise<void> }> {
+export async function startHealthChildUpstream (): Promise<{ port: number, url: string, child: ChildProcess, kill: () => Promise<void> }> {
   const src = `
     const http = require('node:http')
     const s = http.createServer((req, res) => { res.writeHead(200); res.end('ok') })
@@ -104,16 +106,6 @@ export async function startChildUpstream (): Promise<{ port: number, url: string
       await once(child, 'exit')
     },
   }
-}
-
-/** Resolve when `cond()` holds, polling every 10 ms; reject after `ms`. */
-export async function waitFor (cond: () => boolean, ms: number, what = 'condition'): Promise<number> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-  return Date.now() - start
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -110,16 +110,6 @@ export async function killAll (nodes: Iterable<CliNode>): Promise<void> {
   await Promise.all([...nodes].map(async (n) => await n.kill('SIGKILL')))
 }
 
-/** Poll `fn` until it returns true; resolves the ms it took, or rejects after `ms`. */
-export async function until (what: string, fn: () => Promise<boolean> | boolean, ms = 10_000, every = 20): Promise<number> {
-  const t0 = performance.now()
-  for (;;) {
-    if (await fn()) return performance.now() - t0
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, every))
-  }
-}
-
 /** What a cluster test file runs on: one redis-server, `n` upstream processes, and the CLI nodes it starts. */
 export interface ClusterFixture {
   redis: RedisProcess

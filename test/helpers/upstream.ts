@@ -1,3 +1,5 @@
+// The demo echo upstream (example-app/demo-upstream.mjs) as a child process, for the proxy tests: startUpstream,
+// startUpstreams. The health tests have their own: helpers/health-upstream.ts (startHealthUpstream).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'

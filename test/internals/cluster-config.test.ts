@@ -7,21 +7,13 @@ import { createClusterContext, type ClusterContext } from '../../lib/cluster/con
 import { ClusterConfigManager, ConfigConflictError, type ConfigDoc } from '../../lib/cluster/config-store.js'
 import { GatewayError } from '../../lib/errors.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
 
 interface Cfg { upstreams: Record<string, { targets: string[] }>, n?: number }
 interface Node { client: RedisClient, ctx: ClusterContext, store: ClusterConfigManager<Cfg> }
-
-async function until (cond: () => boolean, ms: number, step = 5): Promise<number> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, step))
-  }
-  return Date.now() - start
-}
 
 const percentile = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b)
@@ -50,7 +42,7 @@ t.test('config store on one redis-server', async (t) => {
     rmSync(dir, { recursive: true, force: true })
   })
   const ready = async (...ns: Node[]): Promise<void> => {
-    await until(() => ns.every((n) => n.ctx.link.up), 3000)
+    await until(() => ns.every((n) => n.ctx.link.up), 3000, 'condition', 5)
   }
 
   await t.test('seedIfEmpty only seeds an empty store', async (t) => {
@@ -87,7 +79,7 @@ t.test('config store on one redis-server', async (t) => {
     a.store.start()
     b.store.start()
     await ready(a, b)
-    await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected, 3000)
+    await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected, 3000, 'condition', 5)
     const seenOnB: number[] = []
     let lastSeen: ConfigDoc<Cfg> | undefined
     const seenAt = new Map<number, number>()
@@ -96,14 +88,14 @@ t.test('config store on one redis-server', async (t) => {
     const first = await a.store.put({ upstreams: { u: { targets: ['t0'] } } }, version)
     version = first.version
     t.equal(version, 1)
-    await until(() => lastSeen?.version === 1, 1000)
+    await until(() => lastSeen?.version === 1, 1000, 'condition', 5)
 
     const lat: number[] = []
     for (let i = 1; i <= 30; i++) {
       const start = performance.now()
       const doc = await a.store.put({ upstreams: { u: { targets: [`t${i}`] } }, n: i }, version)
       version = doc.version
-      await until(() => lastSeen?.version === version, 1000, 1)
+      await until(() => lastSeen?.version === version, 1000, 'condition', 1)
       lat.push(seenAt.get(version)! - start)
       t.equal(lastSeen!.config.n, i)
     }
@@ -121,7 +113,7 @@ t.test('config store on one redis-server', async (t) => {
 
     await t.test('snapshot: the last good config on disk, round-trip', async (t) => {
       const path = join(dir, 'b', 'snapshot.json')
-      await until(() => { try { return JSON.parse(readFileSync(path, 'utf8')).version === version } catch { return false } }, 2000)
+      await until(() => { try { return JSON.parse(readFileSync(path, 'utf8')).version === version } catch { return false } }, 2000, 'condition', 5)
       const snap = await b.store.loadSnapshot()
       t.match(snap, { version, rev: lastSeen!.rev, config: { n: 30 } })
       t.same(readdirSync(join(dir, 'b')), ['snapshot.json'], 'no temp file left behind')
@@ -149,7 +141,7 @@ t.test('config store on one redis-server', async (t) => {
       const next = version + 1
       const start = Date.now()
       await a.client.hset('sync:config', 'version', next, 'rev', 'manual', 'config', JSON.stringify({ upstreams: {}, n: 99 }), 'updatedAt', Date.now())
-      const ms = await until(() => lastSeen?.version === next, 3000)
+      const ms = await until(() => lastSeen?.version === next, 3000, 'condition', 5)
       t.comment(`healed by the pull after ${Date.now() - start} ms (interval 1000 ms)`)
       t.ok(ms <= 1000 + 500, 'within one interval (+ slack)')
       t.equal(lastSeen!.config.n, 99)
@@ -164,11 +156,11 @@ t.test('config store on one redis-server', async (t) => {
       t.ok(err instanceof GatewayError)
       t.match(err, { code: 'FHG_ERR_REDIS_UNAVAILABLE', statusCode: 503 })
       await b.store.sync() // a pull while down resolves
-      await until(() => downs.length === 1, 3000)
+      await until(() => downs.length === 1, 3000, 'condition', 5)
       t.equal(b.store.current?.version, version, 'B keeps running its config')
       await redis.restart()
       // the restarted Redis is empty (no persistence): a node writes back what it runs
-      await until(() => a.ctx.link.up && b.ctx.link.up && a.ctx.pubsub.connected && b.ctx.pubsub.connected, 5000)
+      await until(() => a.ctx.link.up && b.ctx.link.up && a.ctx.pubsub.connected && b.ctx.pubsub.connected, 5000, 'condition', 5)
       let doc: ConfigDoc<Cfg> | undefined
       const start = Date.now()
       while (Date.now() - start < 5000) {
@@ -178,7 +170,7 @@ t.test('config store on one redis-server', async (t) => {
       }
       t.match(doc, { version, config: { n: 99 } }, 'reseeded with the same version')
       const after = await a.store.put({ upstreams: {}, n: 100 }, version)
-      await until(() => lastSeen?.version === after.version, 1500)
+      await until(() => lastSeen?.version === after.version, 1500, 'condition', 5)
       t.equal(lastSeen!.config.n, 100, 'watch resumed')
     })
   })
@@ -217,7 +209,7 @@ t.test('minReplicas: put resolves only once a replica holds the write', async (t
   })
   const rc = createRedisConnection(replica.url, SLOW)
   t.teardown(() => closeRedisConnection(rc))
-  await until(() => ctx.link.up && rc.status === 'ready', 3000)
+  await until(() => ctx.link.up && rc.status === 'ready', 3000, 'condition', 5)
   // the replica must have finished its first sync before WAIT can count it
   for (const end = Date.now() + 5000; Date.now() < end;) {
     if (/master_link_status:up/.test(await rc.info('replication'))) break

@@ -3,18 +3,10 @@ import { createRedisConnection, closeRedisConnection } from '../../lib/cluster/r
 import { createClusterContext } from '../../lib/cluster/context.js'
 import { RedisDiscovery, StaticDiscovery, registerService, type ServiceInstance } from '../../lib/cluster/discovery.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
-
-async function until (cond: () => boolean, ms: number, step = 5): Promise<number> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, step))
-  }
-  return Date.now() - start
-}
 
 t.test('redis discovery', async (t) => {
   const redis = await startRedis()
@@ -33,13 +25,13 @@ t.test('redis discovery', async (t) => {
   let latest: ServiceInstance[] | undefined
   const updates: number[] = []
   discovery.watch('users', (list) => { latest = list; updates.push(list.length) })
-  await until(() => latest !== undefined && ctx.pubsub.connected, 3000)
+  await until(() => latest !== undefined && ctx.pubsub.connected, 3000, 'condition', 5)
   t.same(latest, [], 'an unknown service has no instances')
 
   await t.test('a Node service registers with the helper, and stops', async (t) => {
     const reg = registerService({ redis: svcClient, cluster: 'disc', service: 'users', id: 'users-1', url: 'http://127.0.0.1:3001', weight: 2, metadata: { zone: 'a' }, ttl: 600 })
     await reg.registered
-    await until(() => latest?.length === 1, 1000)
+    await until(() => latest?.length === 1, 1000, 'condition', 5)
     t.same(latest, [{ id: 'users-1', url: 'http://127.0.0.1:3001', weight: 2, metadata: { zone: 'a' } }])
     t.same(await discovery.list('users'), latest)
     // heartbeats keep it alive past its TTL
@@ -47,7 +39,7 @@ t.test('redis discovery', async (t) => {
     t.equal(latest?.length, 1, 'still registered after more than one TTL')
     const start = Date.now()
     await reg.stop()
-    await until(() => latest?.length === 0, 1000)
+    await until(() => latest?.length === 0, 1000, 'condition', 5)
     t.comment(`deregistration seen after ${Date.now() - start} ms`)
     t.same(await discovery.list('users'), [])
   })
@@ -58,10 +50,10 @@ t.test('redis discovery', async (t) => {
     await svcClient.set('disc:svc:{users}:users-9', entry, 'PX', 500)
     await svcClient.zadd('disc:svc:{users}', Date.now() + 500, 'users-9')
     // no PUBLISH: the poll (one interval) finds it
-    await until(() => latest?.length === 1, 1000)
+    await until(() => latest?.length === 1, 1000, 'condition', 5)
     t.comment(`direct registration seen after ${Date.now() - start} ms (interval 200 ms)`)
     t.equal(latest![0].id, 'users-9')
-    const gone = await until(() => latest?.length === 0, 2000)
+    const gone = await until(() => latest?.length === 0, 2000, 'condition', 5)
     t.comment(`expired instance dropped ${Date.now() - start} ms after its write (ttl 500 ms)`)
     t.ok(gone < 2000)
     // a malformed entry and one whose id does not match its key are ignored
@@ -76,19 +68,19 @@ t.test('redis discovery', async (t) => {
     await reg.registered
     let first: ServiceInstance[] | undefined
     discovery.watch('orders', (l) => { first = l })
-    await until(() => first?.length === 1, 1000)
+    await until(() => first?.length === 1, 1000, 'condition', 5)
     let second: ServiceInstance[] | undefined
     const unwatch = discovery.watch('orders', (l) => { second = l })
-    await until(() => second !== undefined, 500)
+    await until(() => second !== undefined, 500, 'condition', 5)
     t.same(second, first)
     unwatch()
     await redis.kill('SIGKILL')
-    await until(() => !ctx.link.up, 2000)
+    await until(() => !ctx.link.up, 2000, 'condition', 5)
     await new Promise((resolve) => setTimeout(resolve, 800))
     t.equal(first?.length, 1, 'the last known instances stay while Redis is down')
     await redis.restart()
     // Redis came back empty; the service's heartbeat registers it again
-    await until(() => ctx.link.up, 3000)
+    await until(() => ctx.link.up, 3000, 'condition', 5)
     let listed: ServiceInstance[] = []
     for (const end = Date.now() + 3000; listed.length === 0 && Date.now() < end;) {
       listed = await discovery.list('orders').catch(() => [])
@@ -96,7 +88,7 @@ t.test('redis discovery', async (t) => {
     }
     t.same(listed, first, 'the registrant re-registers on its own')
     await reg.stop()
-    await until(() => first?.length === 0, 2000)
+    await until(() => first?.length === 0, 2000, 'condition', 5)
   })
 })
 

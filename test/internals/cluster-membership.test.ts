@@ -3,20 +3,12 @@ import { createRedisConnection, closeRedisConnection, type RedisClient } from '.
 import { createClusterContext, type ClusterContext } from '../../lib/cluster/context.js'
 import { Membership, type NodeInfo } from '../../lib/cluster/membership.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
 
 interface Node { client: RedisClient, ctx: ClusterContext, m: Membership }
-
-async function until (cond: () => boolean, ms: number, step = 10): Promise<number> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, step))
-  }
-  return Date.now() - start
-}
 
 const ids = (m: Membership): string[] => m.nodes().map((n) => n.id)
 
@@ -82,7 +74,7 @@ t.test('membership over one redis-server', async (t) => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     const joinStart = Date.now()
     y.m.start()
-    const joinMs = await until(() => x.m.size === 2, 2500, 2)
+    const joinMs = await until(() => x.m.size === 2, 2500, 'condition', 2)
     t.comment(`join seen by the other node after ${Date.now() - joinStart} ms`)
     t.ok(joinMs < 2500)
     await until(() => y.m.size === 2, 3000)
@@ -90,7 +82,7 @@ t.test('membership over one redis-server', async (t) => {
     x.m.on('leave', (_n: NodeInfo, reason: string) => reasons.push(reason))
     const leaveStart = Date.now()
     await y.m.leave()
-    const ms = await until(() => x.m.size === 1, 2000, 2)
+    const ms = await until(() => x.m.size === 1, 2000, 'condition', 2)
     t.comment(`leave() seen after ${Date.now() - leaveStart} ms (pub/sub; the TTL is 9 s)`)
     t.ok(ms < 2000)
     t.same(reasons, ['left'])

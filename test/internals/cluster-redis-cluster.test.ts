@@ -9,17 +9,10 @@ import { DistributedCache } from '../../lib/cluster/cache.js'
 import { RedisDiscovery, registerService, type ServiceInstance } from '../../lib/cluster/discovery.js'
 import { HealthHints, type HealthHint } from '../../lib/cluster/health-hints.js'
 import { startRedisCluster } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
-
-async function until (cond: () => boolean, ms: number, step = 5): Promise<void> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, step))
-  }
-}
 
 t.test('cluster core on Redis Cluster', async (t) => {
   const rc = await startRedisCluster(3)
@@ -38,7 +31,7 @@ t.test('cluster core on Redis Cluster', async (t) => {
     for (const m of made) { await m.ctx.close(); await closeRedisConnection(m.client) }
     await rc.stop()
   })
-  await until(() => a.ctx.link.up && b.ctx.link.up, 5000)
+  await until(() => a.ctx.link.up && b.ctx.link.up, 5000, 'condition', 5)
 
   await t.test('membership', async (t) => {
     const ma = new Membership(a.ctx, { self: { id: 'a', address: '127.0.0.1', port: 1, version: '1' }, heartbeatInterval: 200 })
@@ -46,9 +39,9 @@ t.test('cluster core on Redis Cluster', async (t) => {
     closers.push(() => ma.close(), () => mb.close())
     ma.start()
     mb.start()
-    await until(() => ma.size === 2 && mb.size === 2, 5000)
+    await until(() => ma.size === 2 && mb.size === 2, 5000, 'condition', 5)
     await mb.leave()
-    await until(() => ma.size === 1, 2000)
+    await until(() => ma.size === 1, 2000, 'condition', 5)
     t.pass('join and leave')
   })
 
@@ -62,7 +55,7 @@ t.test('cluster core on Redis Cluster', async (t) => {
     cb.watch((d) => { seen = d.config.n })
     t.equal(await ca.seedIfEmpty({ n: 1 }), true)
     const d2 = await ca.put({ n: 2 }, 1)
-    await until(() => seen === 2, 2000)
+    await until(() => seen === 2, 2000, 'condition', 5)
     await t.rejects(ca.put({ n: 3 }, 1), ConfigConflictError)
     t.equal(d2.version, 2)
   })
@@ -74,7 +67,7 @@ t.test('cluster core on Redis Cluster', async (t) => {
     t.equal(all.length, 30)
     const perMaster = await Promise.all(rc.ports.map(async (port) => {
       const c = createRedisConnection(`redis://127.0.0.1:${port}`, SLOW)
-      await until(() => c.status === 'ready', 2000)
+      await until(() => c.status === 'ready', 2000, 'condition', 5)
       const n = (await c.keys('rc:state:k:*')).length
       await closeRedisConnection(c)
       return n
@@ -98,20 +91,20 @@ t.test('cluster core on Redis Cluster', async (t) => {
     closers.push(() => d.close())
     let inst: ServiceInstance[] = []
     d.watch('svc', (l) => { inst = l })
-    await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected, 5000)
+    await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected, 5000, 'condition', 5)
 
     await xa.set('k', 1, 10_000)
     t.equal(await xb.get('k'), 1)
     const v = await xa.set('k', 2, 10_000)
-    await until(() => xb.seenVersion('k') === v, 2000)
+    await until(() => xb.seenVersion('k') === v, 2000, 'condition', 5)
     t.equal(await xb.get('k'), 2)
 
     await ha.publish({ upstream: 'u', target: 't', kind: 'ejected', until: Date.now() + 1000 })
-    await until(() => hints.length === 1, 2000)
+    await until(() => hints.length === 1, 2000, 'condition', 5)
 
     const reg = registerService({ redis: a.client, cluster: 'rc', service: 'svc', id: 's1', url: 'http://127.0.0.1:9', ttl: 600 })
     closers.push(() => reg.stop())
-    await until(() => inst.length === 1, 2000)
+    await until(() => inst.length === 1, 2000, 'condition', 5)
     t.pass('all three over cluster pub/sub')
   })
 })

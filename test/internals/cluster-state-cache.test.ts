@@ -5,18 +5,11 @@ import { StateManager } from '../../lib/cluster/state-store.js'
 import { DistributedCache } from '../../lib/cluster/cache.js'
 import { LruMap } from '../../lib/cluster/lru.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
 
-async function until (cond: () => boolean | Promise<boolean>, ms: number, step = 5): Promise<number> {
-  const start = Date.now()
-  while (!(await cond())) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, step))
-  }
-  return Date.now() - start
-}
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 t.test('state and cache on one redis-server', async (t) => {
@@ -26,7 +19,7 @@ t.test('state and cache on one redis-server', async (t) => {
     const client = createRedisConnection(redis.url, SLOW)
     const ctx = createClusterContext({ client, timeout: 1500, name })
     made.push({ client, ctx, close: async () => { await ctx.close(); await closeRedisConnection(client) } })
-    await until(() => ctx.link.up, 3000)
+    await until(() => ctx.link.up, 3000, 'condition', 5)
     return { client, ctx }
   }
   t.teardown(async () => {
@@ -57,7 +50,7 @@ t.test('state and cache on one redis-server', async (t) => {
     t.equal(await a.delete('users:2'), true)
     t.equal(await a.delete('users:2'), false)
     t.equal(await b.get('users:2'), undefined)
-    await until(async () => await a.get('temp') === undefined, 2000)
+    await until(async () => await a.get('temp') === undefined, 2000, 'condition', 5)
     t.pass('expired')
     await t.rejects(a.set('bad', undefined), TypeError)
   })
@@ -69,7 +62,7 @@ t.test('state and cache on one redis-server', async (t) => {
     const b = new DistributedCache(nb.ctx)
     a.start()
     b.start()
-    await until(() => na.ctx.pubsub.connected && nb.ctx.pubsub.connected, 3000)
+    await until(() => na.ctx.pubsub.connected && nb.ctx.pubsub.connected, 3000, 'condition', 5)
     t.teardown(async () => { await a.close(); await b.close() })
 
     t.equal(await b.get('k'), undefined, 'miss')
@@ -78,25 +71,25 @@ t.test('state and cache on one redis-server', async (t) => {
     t.same(await b.getEntry('k'), { value: { n: 1 }, version: v1 }, 'B reads it from Redis, then holds it locally')
     const v2 = await a.set('k', { n: 2 }, 10_000)
     t.ok(v2! > v1!, 'versions only grow')
-    const ms = await until(() => b.seenVersion('k') === v2, 1000, 1)
+    const ms = await until(() => b.seenVersion('k') === v2, 1000, 'condition', 1)
     t.comment(`invalidation reached B after ~${ms} ms`)
     t.same(await b.getEntry('k'), { value: { n: 2 }, version: v2 }, 'the old local value is a miss: B re-reads')
 
     await t.test('a node never serves a version older than one it was told about', async (t) => {
       // B holds v2 locally; tell B about a newer version while Redis still has v2 (as a lagging replica would)
       await na.client.publish('c:cache:inv', JSON.stringify({ k: 'k', v: String(v2! + 1) }))
-      await until(() => b.seenVersion('k') === v2! + 1, 1000, 1)
+      await until(() => b.seenVersion('k') === v2! + 1, 1000, 'condition', 1)
       t.equal(await b.get('k'), undefined, 'neither the local v2 nor the v2 in Redis is served')
       const v3 = await a.set('k', { n: 3 }, 10_000)
       t.ok(v3! > v2! + 1, 'the next write is newer than anything announced (µs clock floor)')
-      await until(() => b.seenVersion('k') === v3, 1000, 1)
+      await until(() => b.seenVersion('k') === v3, 1000, 'condition', 1)
       t.same(await b.get('k'), { n: 3 })
     })
 
     await t.test('delete invalidates everywhere', async (t) => {
       await b.get('k')
       const vd = await a.delete('k')
-      await until(() => b.seenVersion('k') === vd, 1000, 1)
+      await until(() => b.seenVersion('k') === vd, 1000, 'condition', 1)
       t.equal(await b.get('k'), undefined)
       t.equal(await a.get('k'), undefined)
     })
@@ -117,10 +110,10 @@ t.test('state and cache on one redis-server', async (t) => {
       t.equal(await a.get('cold'), undefined, 'a miss, not an error')
       t.equal(await a.set('cold', 1, 1000), undefined)
       await redis.restart()
-      await until(() => na.ctx.link.up && nb.ctx.link.up && na.ctx.pubsub.connected && nb.ctx.pubsub.connected, 5000)
+      await until(() => na.ctx.link.up && nb.ctx.link.up && na.ctx.pubsub.connected && nb.ctx.pubsub.connected, 5000, 'condition', 5)
       t.equal(await a.get('warm'), undefined, 'local values are dropped after the subscriber reconnects (invalidations may be lost)')
       const v = await a.set('after', 1, 1000)
-      await until(() => b.seenVersion('after') === v, 1000, 1)
+      await until(() => b.seenVersion('after') === v, 1000, 'condition', 1)
       t.pass('invalidations flow again')
     })
   })

@@ -2,7 +2,8 @@
 import t from 'tap'
 import { UpstreamPool } from '../../lib/upstream/pool.js'
 import { createHealth, type HealthEvent, type RemoteHint } from '../../lib/health/index.js'
-import { startUpstream, waitFor } from '../helpers/health-upstream.js'
+import { startHealthUpstream } from '../helpers/health-upstream.js'
+import { until } from '../helpers/poll.js'
 
 const passive = { consecutiveFailures: 2, baseEjectionTime: 1_000, maxEjectionPercent: 50 }
 const hint = (until: number): RemoteHint => ({ kind: 'ejected', from: 'gw-a', until })
@@ -81,18 +82,18 @@ t.test('a target already out here takes a hint whatever the limits', async (t) =
 })
 
 t.test('a passing probe that started after the hint re-admits the target; the hint never touches its status', async (t) => {
-  const up = await startUpstream()
+  const up = await startHealthUpstream()
   t.teardown(async () => { await up.close() })
   const pool = new UpstreamPool('p', [{ id: 'a', url: up.url }, { id: 'b', url: up.url }])
   const h = createHealth(pool, { passive, active: { type: 'http', path: '/', interval: 100, timeout: 500, healthyThreshold: 1, unhealthyThreshold: 1, jitter: 0 } })
   h.start()
   t.teardown(() => h.close())
-  await waitFor(() => pool.targets.every((x) => x.status === 'healthy'), 3_000, 'healthy')
+  await until(() => pool.targets.every((x) => x.status === 'healthy'), 3_000, 'healthy')
   const a = pool.get('a')!
   const at = Date.now()
   t.equal(h.applyHint(a, hint(at + 60_000), at), 'applied')
   t.equal(a.status, 'healthy', 'status untouched')
-  const ms = await waitFor(() => a.ejectedUntil === 0, 3_000, 're-admitted by a probe')
+  const ms = await until(() => a.ejectedUntil === 0, 3_000, 're-admitted by a probe')
   t.ok(ms < 3_000, `re-admitted by its own probe after ${ms} ms, long before the hint's 60 s`)
   t.equal(h.snapshot().find((s) => s.id === 'a')!.hint, null)
 })

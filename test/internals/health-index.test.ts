@@ -2,7 +2,8 @@ import t from 'tap'
 import { UpstreamPool } from '../../lib/upstream/pool.js'
 import { createHealth, HealthRegistry, type HealthCheckOptions, type HealthEvent, type ProbeSample } from '../../lib/health/index.js'
 import type { HealthCheckConfig } from '../../lib/config/index.js'
-import { startUpstream, sleep, waitFor } from '../helpers/health-upstream.js'
+import { startHealthUpstream, sleep } from '../helpers/health-upstream.js'
+import { until } from '../helpers/poll.js'
 
 // Contract with lib/config: the normalized `healthCheck` of an upstream is a valid createHealth() input.
 export const configFits = (c: HealthCheckConfig): HealthCheckOptions => c
@@ -37,9 +38,9 @@ t.test('without active probes targets are taken as healthy; passive ejection sti
 })
 
 t.test('active + passive + recovery on one pool, a shared registry across pools, close() stops everything', async (t) => {
-  const a = await startUpstream()
-  const b = await startUpstream()
-  const hook = await startUpstream()
+  const a = await startHealthUpstream()
+  const b = await startHealthUpstream()
+  const hook = await startHealthUpstream()
   t.teardown(async () => { await a.close(); await b.close(); await hook.close() })
   const registry = new HealthRegistry()
   const events: HealthEvent[] = []
@@ -56,13 +57,13 @@ t.test('active + passive + recovery on one pool, a shared registry across pools,
   const h2 = createHealth(other, { active: options.active }, { registry })
   h1.start(); h2.start()
   t.teardown(async () => { await h1.close(); await h2.close() })
-  await waitFor(() => [...users.targets, ...other.targets].every((x) => x.status === 'healthy'), 3_000, 'all healthy')
+  await until(() => [...users.targets, ...other.targets].every((x) => x.status === 'healthy'), 3_000, 'all healthy')
   t.same(registry.upstreams.sort(), ['other', 'users'])
   t.match(registry.summary('users'), { healthy: 2, eligible: 2 })
   t.ok(samples.length >= 2 && samples.every((s) => s.upstream === 'users' && s.type === 'http' && s.result.durationMs >= 0), 'probe hook')
 
   await a.kill()
-  await waitFor(() => (hook.hits.get('/restart') ?? 0) === 1, 3_000, 'recovery webhook')
+  await until(() => (hook.hits.get('/restart') ?? 0) === 1, 3_000, 'recovery webhook')
   t.match(registry.snapshot('users')!.find((s) => s.id === 'a'), { status: 'unhealthy', reason: 'probe_failed' })
   t.match(events.map((e) => e.type), ['transition', 'transition', 'transition', 'transition', 'recovery_attempt'])
 

@@ -6,7 +6,7 @@ import { HealthRegistry } from '../../lib/health/registry.js'
 import { PassiveDetector, type PassiveOptions } from '../../lib/health/passive.js'
 import type { EjectionEvent, HealthEvent } from '../../lib/health/events.js'
 import type { PoolHealth } from '../../lib/health/state.js'
-import { startUpstream } from '../helpers/health-upstream.js'
+import { startHealthUpstream } from '../helpers/health-upstream.js'
 
 /** What the rigs need from a (sub)test. */
 interface Test { teardown: (fn: () => unknown) => void }
@@ -172,8 +172,8 @@ t.test('an ejected target is re-admitted when a change leaves no other eligible 
 })
 
 t.test('live traffic: the bad target receives a bounded number of requests', async (t) => {
-  const good = await startUpstream()
-  const bad = await startUpstream()
+  const good = await startHealthUpstream()
+  const bad = await startHealthUpstream()
   bad.traffic = 503
   const agent = new Agent()
   t.teardown(async () => { await good.close(); await bad.close(); await agent.close() })

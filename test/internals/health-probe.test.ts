@@ -6,7 +6,7 @@ import { Target } from '../../lib/upstream/target.js'
 import { createHttpProbe } from '../../lib/health/probe-http.js'
 import { createTcpProbe } from '../../lib/health/probe-tcp.js'
 import { statusMatcher } from '../../lib/health/probe.js'
-import { startUpstream } from '../helpers/health-upstream.js'
+import { startHealthUpstream } from '../helpers/health-upstream.js'
 
 /** A port nothing listens on: bind one, note it, close it. */
 async function deadPort (): Promise<number> {
@@ -27,7 +27,7 @@ t.test('statusMatcher: codes and inclusive ranges, default 200-399', async (t) =
 })
 
 t.test('http probe: status, path, method, Host header, expected statuses', async (t) => {
-  const up = await startUpstream({ probePath: '/healthz' })
+  const up = await startHealthUpstream({ probePath: '/healthz' })
   const agent = new Agent({ pipelining: 1 })
   t.teardown(async () => { await up.close(); await agent.close() })
   const target = new Target({ id: 'a', url: up.url + '/api/v1' })
@@ -66,7 +66,7 @@ t.test('http probe: Host header is sent', async (t) => {
 })
 
 t.test('http probe: timeout on a hanging target, refused on a dead port, abort by the caller', async (t) => {
-  const up = await startUpstream()
+  const up = await startHealthUpstream()
   const agent = new Agent({ pipelining: 1 })
   t.teardown(async () => { await up.close(); await agent.destroy() })
   up.probe = 'hang'
@@ -88,7 +88,7 @@ t.test('http probe: timeout on a hanging target, refused on a dead port, abort b
 })
 
 t.test('tcp probe: up, then down after the server dies', async (t) => {
-  const up = await startUpstream()
+  const up = await startHealthUpstream()
   t.teardown(() => up.close())
   const probe = createTcpProbe({ timeout: 500 })
   const target = new Target({ id: 'a', url: up.url })

@@ -5,7 +5,8 @@ import { AutoRecovery, type RecoveryContext, type RecoveryOptions } from '../../
 import { ActiveChecker } from '../../lib/health/active.js'
 import type { HealthEvent, RecoveryResultEvent } from '../../lib/health/events.js'
 import type { PoolHealth } from '../../lib/health/state.js'
-import { startUpstream, sleep, waitFor, type TestUpstream } from '../helpers/health-upstream.js'
+import { startHealthUpstream, sleep, type HealthUpstream } from '../helpers/health-upstream.js'
+import { until } from '../helpers/poll.js'
 
 /** What the rigs need from a (sub)test. */
 interface Test { teardown: (fn: () => unknown) => void }
@@ -24,8 +25,8 @@ function rig (t: Test, options: RecoveryOptions, targets = 2): {
   return { pool, state, recovery, events }
 }
 
-async function webhookServer (t: Test): Promise<TestUpstream> {
-  const hook = await startUpstream()
+async function webhookServer (t: Test): Promise<HealthUpstream> {
+  const hook = await startHealthUpstream()
   t.teardown(() => hook.close())
   return hook
 }
@@ -34,7 +35,7 @@ t.test('a real target killed for good: the webhook is called once per cooldown w
   const hook = await webhookServer(t)
   const times: number[] = []
   hook.traffic = 200
-  const target = await startUpstream()
+  const target = await startHealthUpstream()
   t.teardown(() => target.close())
   const pool = new UpstreamPool('users', [{ id: 'users-1', url: target.url }, { id: 'users-2', url: hook.url }])
   const registry = new HealthRegistry()
@@ -48,12 +49,12 @@ t.test('a real target killed for good: the webhook is called once per cooldown w
   registry.events.on('recovery_result', (e) => results.push(e))
   checker.start(); recovery.start()
   t.teardown(async () => { await checker.stop(); await recovery.stop() })
-  await waitFor(() => pool.get('users-1')!.status === 'healthy', 3_000, 'healthy')
+  await until(() => pool.get('users-1')!.status === 'healthy', 3_000, 'healthy')
   await sleep(300)
   t.equal(hook.hits.get('/restart') ?? 0, 0, 'no call while healthy')
 
   await target.kill()
-  await waitFor(() => pool.get('users-1')!.status === 'unhealthy', 3_000, 'unhealthy')
+  await until(() => pool.get('users-1')!.status === 'unhealthy', 3_000, 'unhealthy')
   const downAt = state.record(pool.get('users-1')!).since
   await sleep(1_500)
   const calls = hook.hits.get('/restart') ?? 0
@@ -65,7 +66,7 @@ t.test('a real target killed for good: the webhook is called once per cooldown w
   t.ok(results.length >= 3 && results.every((r) => r.ok), 'every outcome reported')
 
   await target.restart()
-  await waitFor(() => pool.get('users-1')!.status === 'healthy', 3_000, 'healthy again')
+  await until(() => pool.get('users-1')!.status === 'healthy', 3_000, 'healthy again')
   const callsAtRecovery = hook.hits.get('/restart') ?? 0
   await sleep(cooldown + 200)
   t.equal(hook.hits.get('/restart') ?? 0, callsAtRecovery, 'no call once the target is back')
@@ -87,7 +88,7 @@ t.test('a hanging webhook times out, is reported, does not block probes or the n
   const { pool, state, events, recovery } = rig(t, { after: 0, cooldown: 250, webhook: { url: hook.url + '/restart', timeout: 100 } })
   const a = pool.get('t0')!
   state.setVerdict(a, 'unhealthy', 'probe_failed')
-  await waitFor(() => events.filter((e) => e.type === 'recovery_result').length >= 2, 3_000, 'two outcomes')
+  await until(() => events.filter((e) => e.type === 'recovery_result').length >= 2, 3_000, 'two outcomes')
   const results = events.filter((e): e is RecoveryResultEvent => e.type === 'recovery_result')
   t.match(results[0], { ok: false, error: 'webhook: timeout after 100ms', attempt: 1 })
   t.ok(results[0].durationMs < 1_000)
@@ -109,7 +110,7 @@ t.test('a throwing or rejecting action is reported as a failed attempt and never
     },
   })
   state.setVerdict(pool.get('t0')!, 'unhealthy', 'probe_failed', 'ECONNREFUSED')
-  await waitFor(() => events.filter((e) => e.type === 'recovery_result').length >= 2, 3_000, 'two outcomes')
+  await until(() => events.filter((e) => e.type === 'recovery_result').length >= 2, 3_000, 'two outcomes')
   const results = events.filter((e): e is RecoveryResultEvent => e.type === 'recovery_result')
   t.match(results.map((r) => r.error), ['action: orchestrator down', 'action: still down'])
   t.match(events.filter((e) => e.type === 'recovery_attempt').map((e) => (e as { attempt: number }).attempt).slice(0, 2), [1, 2])
@@ -124,7 +125,7 @@ t.test('the action gets the context; a hanging action stops being waited for', a
     action: (ctx, signal) => { seen.push(ctx); return new Promise((resolve) => signal.addEventListener('abort', resolve)) },
   })
   state.setVerdict(pool.get('t1')!, 'unhealthy', 'probe_failed', 'status 503')
-  await waitFor(() => events.some((e) => e.type === 'recovery_result'), 3_000, 'outcome')
+  await until(() => events.some((e) => e.type === 'recovery_result'), 3_000, 'outcome')
   t.match(seen, [{ upstream: 'users', target: 't1', reason: 'probe_failed', lastError: 'status 503' }])
   t.match(events.find((e) => e.type === 'recovery_result'), { ok: false, error: 'action: timeout after 80ms' })
 })

@@ -6,7 +6,8 @@ import { HealthRegistry } from '../../lib/health/registry.js'
 import { ActiveChecker, type ProbeCoordinator } from '../../lib/health/active.js'
 import type { ProbeResult } from '../../lib/health/probe.js'
 import type { Target } from '../../lib/upstream/target.js'
-import { startUpstream, sleep, waitFor } from '../helpers/health-upstream.js'
+import { startHealthUpstream, sleep } from '../helpers/health-upstream.js'
+import { until } from '../helpers/poll.js'
 
 function coordinator (probe: boolean): ProbeCoordinator & { shared: Array<{ target: string, ok: boolean }>, joined: number, left: number, probe: boolean } {
   const c = {
@@ -24,14 +25,14 @@ function coordinator (probe: boolean): ProbeCoordinator & { shared: Array<{ targ
 const active = { type: 'http' as const, path: '/health', interval: 50, timeout: 200, healthyThreshold: 1, unhealthyThreshold: 1, jitter: 5 }
 
 t.test('the lease holder probes and shares; a node that does not hold it never probes and takes shared results', async (t) => {
-  const up = await startUpstream()
+  const up = await startHealthUpstream()
   t.teardown(async () => { await up.close() })
   const pool = new UpstreamPool('users', [{ id: 'a', url: up.url }])
   const registry = new HealthRegistry()
   const holder = coordinator(true)
   const checker = new ActiveChecker(registry.forPool(pool), { ...active, shared: true }, { coordinator: holder })
   checker.start()
-  await waitFor(() => holder.shared.length >= 3, 3_000, 'shared results')
+  await until(() => holder.shared.length >= 3, 3_000, 'shared results')
   t.ok(holder.shared.every((s) => s.target === 'a' && s.ok), 'its own results are shared')
   t.equal(holder.joined, 1)
   await checker.stop()
@@ -54,19 +55,19 @@ t.test('the lease holder probes and shares; a node that does not hold it never p
   t.equal(a.status, 'healthy')
   // the lease moves here: probing resumes on the next tick
   other.probe = true
-  await waitFor(() => (up.hits.get('/health') ?? 0) > before, 3_000, 'probes resume')
+  await until(() => (up.hits.get('/health') ?? 0) > before, 3_000, 'probes resume')
   t.pass('probes resume once this node may probe')
 })
 
 t.test('without shared: true the coordinator is never asked', async (t) => {
-  const up = await startUpstream()
+  const up = await startHealthUpstream()
   t.teardown(async () => { await up.close() })
   const pool = new UpstreamPool('users', [{ id: 'a', url: up.url }])
   const c = coordinator(false)
   const checker = new ActiveChecker(new HealthRegistry().forPool(pool), active, { coordinator: c })
   checker.start()
   t.teardown(() => checker.stop())
-  await waitFor(() => (up.hits.get('/health') ?? 0) >= 2, 3_000, 'probes')
+  await until(() => (up.hits.get('/health') ?? 0) >= 2, 3_000, 'probes')
   t.equal(c.joined, 0)
   t.equal(c.shared.length, 0)
   checker.applyShared(pool.get('a')!, { ok: false, durationMs: 1 })
