@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { freePort } from './helpers/redis.js'
+import { until } from './helpers/poll.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -38,13 +39,14 @@ async function freeBase (): Promise<number> {
   }
 }
 
-async function until<T> (what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    try { const v = await fn(); if (v !== undefined) return v } catch {}
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(250)
-  }
+/** Poll `fn` every 250 ms until it gives a value (a throw counts as none yet); that value. */
+async function valueOf<T> (what: string, ms: number, fn: () => Promise<T | undefined>): Promise<T> {
+  let v: T | undefined
+  await until(async () => {
+    try { v = await fn() } catch { v = undefined }
+    return v !== undefined
+  }, ms, what, 250)
+  return v as T
 }
 
 t.test('example:cluster: three nodes answer and see each other in {admin}/cluster; SIGINT stops every child', async (t) => {
@@ -67,7 +69,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
 
   try {
-    await until('the "cluster up" banner', 400_000, async () => out.includes('Ctrl-C stops everything') ? true : (child.exitCode !== null ? false : undefined))
+    await valueOf('the "cluster up" banner', 400_000, async () => out.includes('Ctrl-C stops everything') ? true : (child.exitCode !== null ? false : undefined))
   } catch (err) {
     throw new Error(`${(err as Error).message}; its output:\n${out.slice(-3000)}`)
   }
@@ -79,7 +81,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   t.match(out, /redis on redis:\/\/127\.0\.0\.1:\d+/)
 
   for (const u of urls) {
-    const view = await until(`${u} to list three ready nodes`, 60_000, async () => {
+    const view = await valueOf(`${u} to list three ready nodes`, 60_000, async () => {
       const r = await fetch(`${u}/gateway/cluster`, { headers: { authorization: 'Bearer demo-admin-token-change-me' } })
       const body = await r.json() as { redis: string, nodes: Array<{ id: string, status: string }> }
       return body.nodes.filter((n) => n.status === 'ready').length === 3 ? body : undefined
@@ -87,7 +89,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
     t.equal(view.redis, 'up')
     t.same(view.nodes.map((n) => n.id).sort(), ['node-1', 'node-2', 'node-3'], `${u} sees the three nodes`)
     // health checks mark the demo targets healthy within a few probes
-    const proxied = await until(`${u} to proxy /users/7`, 60_000, async () => {
+    const proxied = await valueOf(`${u} to proxy /users/7`, 60_000, async () => {
       const r = await fetch(`${u}/users/7`)
       return r.status === 200 ? await r.json() : undefined
     })
@@ -104,7 +106,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   child.kill('SIGINT')
   const [code] = await exited
   t.equal(code, 0, 'Ctrl-C: exit 0')
-  await until('every child to be gone', 30_000, async () => kids.every((p) => !alive(p)) ? true : undefined)
+  await valueOf('every child to be gone', 30_000, async () => kids.every((p) => !alive(p)) ? true : undefined)
   t.same(kids.filter(alive), [], 'no process left behind')
   t.match(out, 'stopped')
 })

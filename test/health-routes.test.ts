@@ -10,6 +10,7 @@ import type { GatewayConfigInput } from '../lib/config/index.js'
 import type { HealthEvent } from '../lib/health/index.js'
 import { startUpstream, type UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
+import { until } from './helpers/poll.js'
 
 const TOKEN = 'health-routes-token'
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
@@ -36,15 +37,11 @@ async function listen (cfg: GatewayConfigInput): Promise<{ app: FastifyInstance,
   return { app, url: `http://127.0.0.1:${addr.port}`, events }
 }
 
-/** Poll `url` until it answers `status` (GET); the last answer. */
-async function waitFor (url: string, status: number, ms = 15_000): Promise<Awaited<ReturnType<typeof get>>> {
-  const start = Date.now()
-  for (;;) {
-    const r = await get(url)
-    if (r.status === status) return r
-    if (Date.now() - start > ms) throw new Error(`${url} still ${r.status} after ${ms} ms, want ${status}`)
-    await sleep(20)
-  }
+/** Poll `url` until it answers `status` (GET); that answer. */
+async function answering (url: string, status: number, ms = 15_000): Promise<Awaited<ReturnType<typeof get>>> {
+  let r: Awaited<ReturnType<typeof get>> | undefined
+  await until(async () => (r = await get(url)).status === status, ms, `${url} to answer ${status}`, 20)
+  return r!
 }
 
 t.test('/ready: 503 while a required upstream has no healthy target, /health stays 200; HEAD on both; required: false does not count', async (t) => {
@@ -59,14 +56,14 @@ t.test('/ready: 503 while a required upstream has no healthy target, /health sta
   })
   t.teardown(() => app.close())
 
-  const ready = await waitFor(`${url}/ready`, 200)
+  const ready = await answering(`${url}/ready`, 200)
   t.equal(ready.status, 200, 'ready at start')
   t.match(ready.body, { status: 'ready', draining: false, upstreams: { main: { required: true, eligible: 1, total: 1 }, extra: { required: false } } })
 
   // The optional upstream loses its only target: still ready.
   await extra.kill('SIGKILL')
   const st = async (): Promise<string> => (await get(`${url}/gateway/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).body.upstreams.extra.targets[0].status
-  for (let i = 0; i < 750 && await st() !== 'unhealthy'; i++) await sleep(20)
+  await until(async () => await st() === 'unhealthy', 15_000, 'the optional upstream\'s target to be unhealthy', 20)
   t.equal(await st(), 'unhealthy', 'the optional upstream\'s target is down')
   const stillReady = await get(`${url}/ready`)
   t.equal(stillReady.status, 200, 'required: false: /ready stays 200')
@@ -74,7 +71,7 @@ t.test('/ready: 503 while a required upstream has no healthy target, /health sta
 
   // The required upstream's only target fails its probe: not ready, but alive.
   await main.control({ healthStatus: 503 })
-  const notReady = await waitFor(`${url}/ready`, 503)
+  const notReady = await answering(`${url}/ready`, 503)
   t.match(notReady.body, { status: 'not_ready', draining: false, upstreams: { main: { required: true, eligible: 0, total: 1 } } })
   const health = await get(`${url}/health`)
   t.equal(health.status, 200, '/health stays 200 (liveness)')
@@ -90,7 +87,7 @@ t.test('/ready: 503 while a required upstream has no healthy target, /health sta
   t.equal(proxied.body.code, 'FHG_ERR_NO_HEALTHY_TARGET')
 
   await main.control({ healthStatus: 200 })
-  await waitFor(`${url}/ready`, 200)
+  await answering(`${url}/ready`, 200)
   t.equal((await get(`${url}/ready`, { method: 'HEAD' })).status, 200, 'HEAD /ready: 200 once healthy again')
   t.equal((await get(`${url}/main/y`)).status, 200, 'the route serves again')
 })
@@ -122,7 +119,7 @@ t.test('recovery webhook: called once per cooldown for a target that stays down,
     routes: [{ path: '/api', upstream: 'api' }],
   })
   t.teardown(() => app.close())
-  await waitFor(`${url}/ready`, 200)
+  await answering(`${url}/ready`, 200)
   await sleep(500)
   const spurious = (id: string): boolean => events.some((e) => e.type === 'transition' && e.target.id === id && e.to === 'unhealthy')
   if (!spurious('ok') && !spurious('doomed')) t.equal(calls.length, 0, 'no call while every target is healthy')
@@ -168,7 +165,7 @@ t.test('recovery webhook: called once per cooldown for a target that stays down,
     await sleep(40)
   }
   t.same(traffic, { 200: 30 }, 'traffic served while recovery attempts fail')
-  for (let i = 0; i < 150 && !events.some((e) => e.type === 'recovery_result' && !e.ok); i++) await sleep(20)
+  await until(() => events.some((e) => e.type === 'recovery_result' && !e.ok), 3_000, 'a failed recovery_result', 20)
   const failed = events.find((e): e is Extract<HealthEvent, { type: 'recovery_result' }> => e.type === 'recovery_result' && !e.ok)
   t.match(failed?.error, /500/, 'a failed attempt is reported as an event')
 })
