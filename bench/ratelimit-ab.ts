@@ -28,6 +28,7 @@ import { fmt, median, table } from './lib/report.js'
 import { Profiler } from './lib/profiler.js'
 import { compare, readProfile } from './lib/cpuprofile.js'
 import { join } from 'node:path'
+import { COMMON_METHODS } from '../lib/routes/methods.js'
 
 const env = process.env
 const DURATION = Number(env.BENCH_DURATION ?? 3)
@@ -35,7 +36,7 @@ const ROUNDS = Number(env.BENCH_ROUNDS ?? 6)
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const RATE = Number(env.BENCH_RATE ?? 0)
 const SELF = fileURLToPath(import.meta.url)
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
+const METHODS = COMMON_METHODS
 const BIG = { algorithm: 'sliding_window' as const, limit: 1_000_000_000, window: 60_000 }
 
 interface ChildArgs { upstreams: string[], redis: string }

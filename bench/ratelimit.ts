@@ -44,6 +44,7 @@ import { RedisStore } from '../lib/ratelimit/redis-store.js'
 import { StoreGuard } from '../lib/ratelimit/outage.js'
 import { createRedisConnection } from '../lib/cluster/redis-connection.js'
 import { startRedis } from '../test/helpers/redis.js'
+import { COMMON_METHODS } from '../lib/routes/methods.js'
 
 const env = process.env
 const DURATION = Number(env.BENCH_DURATION ?? 4)
@@ -62,7 +63,7 @@ const PREWARM = Number(env.BENCH_PREWARM ?? 2)
 const PIN = CAN_PIN
 const PROFILE = process.argv.includes('--profile') || env.BENCH_PROFILE === '1'
 const SELF = fileURLToPath(import.meta.url)
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+const METHODS = COMMON_METHODS
 // never reached in a run: every request is decided, none refused (a 429 would be cheaper than a proxied answer)
 const BIG = { limit: 1_000_000_000, window: 60_000 }
 

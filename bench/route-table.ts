@@ -5,8 +5,9 @@
 import { execSync } from 'node:child_process'
 import FindMyWay from 'find-my-way'
 import { RouteTable } from '../lib/routes/route-table.js'
+import { COMMON_METHODS } from '../lib/routes/methods.js'
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+const METHODS = COMMON_METHODS
 const noop = (): void => {}
 
 function setups (n: number): { perRoute: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>, catchAll: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>, table: RouteTable, urls: string[] } {

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
 import type tls from 'node:tls'
 import os from 'node:os'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
@@ -23,9 +22,7 @@ import monitor from './monitor.js'
 import { addAccessLog, GatewayLogController, nodeLog, type NodeLog } from './node-log.js'
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
-
-// every method Node's HTTP parser reads (PROPFIND, PURGE, ...); CONNECT never reaches a route
-const ALL_METHODS = http.METHODS.filter((m) => m !== 'CONNECT')
+import { PROXIED_METHODS } from '../lib/routes/methods.js'
 
 export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
 
@@ -108,11 +105,12 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // Configured routes: one table behind a catch-all in its own scope (bodies stream through unparsed).
   // Routes declared in code win over it (a static or parametric route beats `/*`); config sync swaps the table.
   const known = new Set(fastify.supportedMethods)
-  for (const m of ALL_METHODS) if (!known.has(m)) fastify.addHttpMethod(m, { hasBody: true })
+  // every method Node's HTTP parser reads (PROPFIND, PURGE, ...); CONNECT never reaches a route
+  for (const m of PROXIED_METHODS) if (!known.has(m)) fastify.addHttpMethod(m, { hasBody: true })
   await fastify.register(async (scope) => {
     passThroughBodies(scope)
     // `/*` also matches `/`; a route of its own for `/` would clash with an app's `GET /`
-    scope.route({ method: ALL_METHODS, url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
+    scope.route({ method: [...PROXIED_METHODS], url: '/*', exposeHeadRoute: false, config: tableRouteConfig(routes), handler: tableHandler })
   })
 }
 

@@ -7,11 +7,12 @@ import replyFrom from '@fastify/reply-from'
 import httpProxy from '@fastify/http-proxy'
 import loadBalancer, { passThroughBodies } from '../../plugins/load-balancer.js'
 import metrics from '../../plugins/metrics.js'
+import { COMMON_METHODS } from '../../lib/routes/methods.js'
 
 export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy' | 'access-ab'
 export interface Started { port: number, info: string }
 
-const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const
+const METHODS = COMMON_METHODS
 const GATEWAY_TS = new URL('../../plugins/gateway.ts', import.meta.url)
 const CONFIG_TS = new URL('../../lib/config/index.ts', import.meta.url)
 

@@ -2,15 +2,20 @@
 // Input types are TypeBox `Static`; normalized types come from `Normalized` (schema-kit.ts).
 import { Type, type Static, type TObject } from '@sinclair/typebox'
 import { STRATEGIES } from '../balancers/types.js'
-import { SEVERITIES, WINDOWS } from '../monitor/rule.js'
+import { PROBE_TYPES } from '../health/probe.js'
+import { ALERT_FORMATS, SEVERITIES, SINK_TYPES, WINDOWS } from '../monitor/rule.js'
+import { STORE_ERROR_POLICIES } from '../ratelimit/outage.js'
+import { ALGORITHMS, HEADER_STYLES, LIMIT_MODES } from '../ratelimit/types.js'
+import { PROBE_METHODS } from '../routes/methods.js'
 import { DEFAULTS } from './defaults.js'
 import { Def, Derived, Duration, HttpOrigin, PositiveDuration, HttpUrl, Obj, StatusItem, Statuses, StringEnum, doc,
   withoutDefaults, type NormalAs, type Normalized, type StatusRange } from './schema-kit.js'
 
 const D = DEFAULTS
 const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+" // RFC 9110 token: header and cookie names
-export const RATE_LIMIT_ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
-export const STORE_ERROR_POLICIES = ['fail_open', 'fail_closed', 'local'] as const
+// declared where the code that acts on them lives; the config names them here
+export const RATE_LIMIT_ALGORITHMS = ALGORITHMS
+export { STORE_ERROR_POLICIES }
 export const RETRY_CONDITIONS = ['connect_failure', 'reset', 'timeout'] as const
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -79,8 +84,8 @@ const Target = Obj({
 
 const A = D.activeHealthCheck
 const ActiveHealthCheck = Obj({
-  type: Def(StringEnum(['http', 'tcp'], 'Probe kind: an HTTP request, or a TCP connect'), A.type),
-  method: Def(StringEnum(['GET', 'HEAD', 'OPTIONS'], 'HTTP method of the probe'), A.method),
+  type: Def(StringEnum(PROBE_TYPES, 'Probe kind: an HTTP request, or a TCP connect'), A.type),
+  method: Def(StringEnum(PROBE_METHODS, 'HTTP method of the probe'), A.method),
   path: Def(Type.String({ pattern: '^/', ...doc('Path of the HTTP probe', 'a path starting with /') }), A.path),
   expectedStatuses: Def(Statuses('Answers that count as healthy: statuses (200), ranges ("200-399") or classes ("2xx")'), A.expectedStatuses),
   host: Type.Optional(Type.String({ minLength: 1, description: 'Host header of the HTTP probe (default: the target\'s host)' })),
@@ -201,7 +206,7 @@ const RateLimitRule = Obj({
   window: PositiveDuration('Window length; for token_bucket, the time to refill `limit`'),
   key: Def(Type.String({ pattern: `^(?:ip|route|header:${TOKEN})$`, ...doc('Who shares a budget', 'ip, route or header:<name>') }), R.key),
   cost: Def(Int(1, 'Units each request spends'), R.cost),
-  mode: Def(StringEnum(['exact', 'lease'], 'exact: every decision in Redis; lease: spend a slice of the budget locally'), R.mode),
+  mode: Def(StringEnum(LIMIT_MODES, 'exact: every decision in Redis; lease: spend a slice of the budget locally'), R.mode),
   shadow: Def(Type.Boolean({ description: 'Count and log, but never refuse' }), R.shadow),
 }, 'One rate limit')
 function RateLimitRules (description: string) {
@@ -214,7 +219,7 @@ const G = D.rateLimit
 const RateLimit = Obj({
   onStoreError: Def(StringEnum(STORE_ERROR_POLICIES, 'What happens while Redis fails'), G.onStoreError),
   storeTimeout: Def(PositiveDuration('Deadline of each Redis call of the limiter'), G.storeTimeout),
-  headers: Def(StringEnum(['draft', 'legacy', 'both', 'none'], 'Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*'), G.headers),
+  headers: Def(StringEnum(HEADER_STYLES, 'Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*'), G.headers),
   allowList: Def(Type.Array(Type.String({ format: 'ip-or-cidr', ...doc('An IP or CIDR', 'an IP address or CIDR range') }),
     { description: 'Client IPs or CIDR ranges never limited' }), G.allowList),
   trustProxy: Type.Optional(TrustProxy('Read the limiter\'s client IP from X-Forwarded-For, as Fastify\'s trustProxy (default: node.trustProxy)',
@@ -284,12 +289,12 @@ const AlertRuleSchema = Obj({
 
 const AL = D.alerter
 const Alerter = Obj({
-  type: StringEnum(['log', 'webhook'], 'log: a log line per notification; webhook: POST it (JSON, retried, never blocks)'),
+  type: StringEnum(SINK_TYPES, 'log: a log line per notification; webhook: POST it (JSON, retried, never blocks)'),
   url: Type.Optional(HttpUrl('webhook: where alerts are POSTed (required for a webhook)')),
   headers: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'webhook: extra request headers (e.g. authorization)' })),
   timeout: Def(PositiveDuration('webhook: timeout of each POST'), AL.timeout),
   minSeverity: Def(StringEnum(SEVERITIES, 'Lowest severity sent to this alerter'), AL.minSeverity),
-  format: Def(StringEnum(['json', 'alertmanager', 'slack'], 'webhook: body shape: json (the alert), alertmanager (API v2 alerts) or slack (incoming webhook)'), AL.format),
+  format: Def(StringEnum(ALERT_FORMATS, 'webhook: body shape: json (the alert), alertmanager (API v2 alerts) or slack (incoming webhook)'), AL.format),
   retries: Def(Int(0, 'webhook: tries after a failed POST, with jittered backoff'), AL.retries),
   maxQueue: Def(Int(1, 'webhook: alerts queued at most; the oldest is dropped past this'), AL.maxQueue),
 }, 'An alerter')
@@ -333,7 +338,7 @@ export const GatewayConfigSchema = Obj({
     maxHeaderSize: Def(Int(1024, 'Largest upstream response head, in bytes (status line and headers); a larger one is a 502 FHG_ERR_UPSTREAM_HEADERS_TOO_LARGE that does not count against the target'), D.proxy.maxHeaderSize),
   }, 'The proxy\'s HTTP client'), {}),
   notifications: Def(Type.Array(Obj({
-    type: StringEnum(['log', 'webhook'], 'log: log every failover event; webhook: POST it as JSON (never blocks a request)'),
+    type: StringEnum(SINK_TYPES, 'log: log every failover event; webhook: POST it as JSON (never blocks a request)'),
     url: Type.Optional(HttpUrl('webhook: where the events are POSTed (required for a webhook)')),
     timeout: Def(PositiveDuration('webhook: timeout of each POST'), D.notificationWebhook.timeout),
     maxQueue: Def(Int(1, 'webhook: events queued at most; the oldest is dropped past this'), D.notificationWebhook.maxQueue),

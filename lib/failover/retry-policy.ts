@@ -1,6 +1,7 @@
 import { Backoff, parseRetryAfter, type BackoffOptions } from './backoff.js'
 import type { RetryReason } from './events.js'
 import type { RetryBudget } from './retry-budget.js'
+import { isIdempotent } from '../routes/methods.js'
 
 export { classifyError, type ErrorClass } from './classify-error.js'
 
@@ -84,13 +85,8 @@ const NO: { [K in NoRetryReason]: { retry: false, why: K } } = {
   budget: { retry: false, why: 'budget' },
 }
 
-/** RFC 9110 §9.2.2 idempotent methods the gateway replays by default (TRACE is not proxied). */
-export function isIdempotent (method: string): boolean {
-  switch (method) {
-    case 'GET': case 'HEAD': case 'OPTIONS': case 'PUT': case 'DELETE': return true
-    default: return false
-  }
-}
+/** RFC 9110 §9.2.2 idempotent methods the gateway replays by default: lib/routes/methods.ts. */
+export { isIdempotent }
 
 /** Decides whether a failed try may be retried, and after how long. Pure: no I/O, no timers. */
 export class RetryPolicy {

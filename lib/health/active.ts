@@ -3,14 +3,14 @@ import type { TlsConnectOptions } from '../upstream/tls.js'
 import { GatewayError } from '../errors.js'
 import type { PoolChange } from '../upstream/pool.js'
 import type { Target } from '../upstream/target.js'
-import type { ExpectedStatuses, Probe, ProbeResult } from './probe.js'
+import type { ExpectedStatuses, Probe, ProbeResult, ProbeType } from './probe.js'
 import { createHttpProbe } from './probe-http.js'
 import { createTcpProbe } from './probe-tcp.js'
 import type { PoolHealth, Thresholds } from './state.js'
 
 /** `healthCheck.active`, durations already in ms. */
 export interface ActiveOptions {
-  type: 'http' | 'tcp'
+  type: ProbeType
   /** TLS connect options of https targets (the upstream's `tls`), as the proxy uses them. */
   tls?: TlsConnectOptions
   method?: string
@@ -36,7 +36,7 @@ export interface ActiveOptions {
 export interface ProbeSample {
   upstream: string
   target: Target
-  type: 'http' | 'tcp'
+  type: ProbeType
   result: ProbeResult
 }
 

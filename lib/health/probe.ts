@@ -1,6 +1,10 @@
 import { GatewayError } from '../errors.js'
 import type { Target } from '../upstream/target.js'
 
+/** Probe kinds: an HTTP request, or a TCP connect. */
+export const PROBE_TYPES = ['http', 'tcp'] as const
+export type ProbeType = typeof PROBE_TYPES[number]
+
 /** One probe's outcome. `durationMs` is wall time from start to verdict. */
 export interface ProbeResult {
   ok: boolean

@@ -1,7 +1,7 @@
 // Alerters: where a notification goes. Each send() only logs or enqueues, so evaluation never waits on a receiver.
 import { WebhookNotifier } from '../failover/notifier-webhook.js'
 import { toAlertmanager, toSlack, type Alert } from './alert.js'
-import { severityRank, type Severity } from './rule.js'
+import { severityRank, type AlertFormat, type Severity, type SinkType } from './rule.js'
 
 export interface Alerter {
   /** Lowest severity this alerter sends. */
@@ -16,10 +16,10 @@ export interface AlertLogger {
   error (obj: object, msg?: string): void
 }
 
-export type AlertFormat = 'json' | 'alertmanager' | 'slack'
+export type { AlertFormat }
 
 export interface AlerterConfig {
-  type: 'log' | 'webhook'
+  type: SinkType
   url?: string
   headers?: Record<string, string>
   /** ms per POST. */

@@ -3,6 +3,13 @@
 export const SEVERITIES = ['info', 'warning', 'error', 'critical'] as const
 export type Severity = typeof SEVERITIES[number]
 
+/** Where alerts (and failover notifications) go: a log line, or a webhook POST. */
+export const SINK_TYPES = ['log', 'webhook'] as const
+export type SinkType = typeof SINK_TYPES[number]
+/** A webhook alerter's body: the alert as JSON, Alertmanager API v2 alerts, or a Slack incoming-webhook message. */
+export const ALERT_FORMATS = ['json', 'alertmanager', 'slack'] as const
+export type AlertFormat = typeof ALERT_FORMATS[number]
+
 /** Cluster metrics a rule may name, with what each one means (README and errors list them). */
 export const RULE_METRICS = {
   error_rate: 'share of requests answered 5xx or failed by the proxy, over the rule\'s window',

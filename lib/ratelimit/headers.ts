@@ -1,8 +1,8 @@
 // Rate-limit response headers: draft-ietf-httpapi-ratelimit-headers (-08 onward: `RateLimit-Policy` and
 // `RateLimit`, Structured Field lists) and the legacy X-RateLimit-* trio. Pure: values in, strings out.
-import type { Decision, LimitRule } from './types.js'
+import type { Decision, HeaderStyle, LimitRule } from './types.js'
 
-export type HeaderStyle = 'draft' | 'legacy' | 'both' | 'none'
+export type { HeaderStyle }
 
 /** One enforced limit as advertised: its policy name and its rule. */
 export interface AdvertisedPolicy {

@@ -6,7 +6,7 @@ import { compileTrust, type TrustProxy } from '../trust-proxy.js'
 import { parseDuration } from '../config/duration.js'
 import { advertise, policyHeader, type AdvertisedPolicy } from './headers.js'
 import { keyBuilder } from './key.js'
-import { ALGORITHMS, type Algorithm, type LimitRule } from './types.js'
+import { ALGORITHMS, type Algorithm, type LimitMode, type LimitRule } from './types.js'
 
 /** What the limiter reads of a request (a FastifyRequest fits). */
 export interface RequestLike {
@@ -16,7 +16,7 @@ export interface RequestLike {
 
 export type KeyFunction<R = any> = (request: R) => string | undefined
 export type CostFunction<R = any> = (request: R) => number
-export type LimitMode = 'exact' | 'lease'
+export type { LimitMode }
 
 /** One limit as code or the config writes it. `window`: ms or a duration string ('1s'). */
 export interface RateLimitRuleOptions {

@@ -3,6 +3,14 @@
 export const ALGORITHMS = ['fixed_window', 'sliding_window', 'token_bucket'] as const
 export type Algorithm = typeof ALGORITHMS[number]
 
+/** exact: every decision in the store; lease: spend a slice of the budget locally. */
+export const LIMIT_MODES = ['exact', 'lease'] as const
+export type LimitMode = typeof LIMIT_MODES[number]
+
+/** Rate-limit headers: draft RateLimit-*, legacy X-RateLimit-*, both, none. */
+export const HEADER_STYLES = ['draft', 'legacy', 'both', 'none'] as const
+export type HeaderStyle = typeof HEADER_STYLES[number]
+
 /** One limit, normalized (window in ms). */
 export interface LimitRule {
   algorithm: Algorithm

@@ -4,6 +4,7 @@ import { request, Agent } from 'undici'
 import loadBalancer, { passThroughBodies } from '../../plugins/load-balancer.js'
 import metrics from '../../plugins/metrics.js'
 import type { LoadBalancerOptions, ProxyOptions } from '../../types/index.js'
+import { COMMON_METHODS } from '../../lib/routes/methods.js'
 
 /** A client that keeps no connection between tests and never retries. */
 export const client = new Agent({ keepAliveTimeout: 1000, connections: 256 })
@@ -22,7 +23,7 @@ export async function startGateway (opts: LoadBalancerOptions, routes: Array<{ p
     for (const r of routes) {
       const { prefix, ...config } = r
       for (const url of [prefix, `${prefix === '/' ? '' : prefix}/*`]) {
-        scope.route({ method: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'], url, exposeHeadRoute: false, config, handler: (_req, reply) => reply.proxy() })
+        scope.route({ method: [...COMMON_METHODS], url, exposeHeadRoute: false, config, handler: (_req, reply) => reply.proxy() })
       }
     }
   })
