@@ -1,8 +1,8 @@
 // lib/errors.ts is the one hub: every FHG_ERR_ code the code base writes is a row there, with a status and a "when".
 import t from 'tap'
-import { readdirSync, readFileSync, statSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { ERRORS, errorsTableMarkdown, GatewayError, type GatewayErrorDef } from '../lib/errors.js'
 import { startGateway, get } from './helpers/gateway.js'
 import { startUpstream, type UpstreamProcess } from './helpers/upstream.js'
@@ -59,4 +59,29 @@ t.test('FHG_ERR_BAD_PATH: a URL a parser would change gets a 400 from the hub, n
   }
   t.equal((await up.stats()).requests, 0, 'nothing reached the upstream')
   t.equal((await get(`${url}/api/ok`)).status, 200, 'the gateway still serves')
+})
+
+t.test('docs/errors.md: the setErrorHandler example runs as written (free ports, a dead upstream) and shapes the 502', async (t) => {
+  const doc = readFileSync(join(root, 'docs', 'errors.md'), 'utf8')
+  const m = /## Shaping errors with setErrorHandler[\s\S]*?```ts\n([\s\S]*?)```/.exec(doc)
+  t.ok(m, 'the section has its example')
+  const dead = await startUpstream({ id: 'doc-dead' })
+  await dead.kill()
+  const source = m![1]
+    .replace("from 'fastify-ha-gateway'", `from '${pathToFileURL(join(root, 'index.ts')).href}'`)
+    .replaceAll('port: 8080', 'port: 0')
+    .replace('http://127.0.0.1:3001', dead.url)
+    .replace('logger: true', 'logger: false') + '\nexport { app }\n'
+  const file = join(root, 'test', `.errors-doc-example-${process.pid}.ts`)
+  writeFileSync(file, source)
+  t.teardown(() => { rmSync(file, { force: true }) })
+  const { app } = await import(pathToFileURL(file).href) as { app: { server: { address: () => { port: number } }, close: () => Promise<void> } }
+  t.teardown(async () => { await app.close() })
+  const res = await get(`http://127.0.0.1:${app.server.address().port}/users`)
+  t.ok(res.status === 502 || res.status === 503, `the gateway's own answer: ${res.status}`)
+  t.match(res.body, { error: { code: /^FHG_ERR_(UPSTREAM_CONNECT|NO_HEALTHY_TARGET)$/, status: res.status, requestId: String } }, 'in the app\'s shape')
+  t.equal(res.headers['retry-after'], '5')
+  const bad = await get(`http://127.0.0.1:${app.server.address().port}/users/..%2fx`)
+  t.equal(bad.status, 400, 'an error the handler passes on')
+  t.match(bad.body, { statusCode: 400, code: 'FHG_ERR_BAD_PATH' }, 'gets the default answer')
 })
