@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { optional } from './optional.js'
 import { tokenFingerprint, tokenProblem } from '../lib/admin-auth.js'
 import type { AuthThrottleOptions } from '../lib/auth-throttle.js'
 import { ConfigConflictError } from '../lib/cluster/index.js'
@@ -68,17 +69,18 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
   }
 
   admin.get('/status', async () => {
-    const refused = fastify.hasDecorator('cluster') ? fastify.cluster.config.refused : undefined
+    const cluster = optional(fastify, 'cluster')
+    const refused = cluster?.config.refused
     return {
       node: { id: opts.nodeId ?? 'gateway', pid: process.pid, uptimeSeconds: Math.round(process.uptime()) },
       // the version this node applied and runs in full; a later one it could not apply is named apart
-      configVersion: opts.configVersion?.() ?? (fastify.hasDecorator('cluster') ? fastify.cluster.config.version : 0),
+      configVersion: opts.configVersion?.() ?? cluster?.config.version ?? 0,
       ...(refused === undefined ? {} : { configRefused: refused }),
       upstreams: withHealth(fastify),
     }
   })
 
-  if (fastify.hasDecorator('cluster')) clusterRoutes(fastify, admin)
+  if (optional(fastify, 'cluster') !== undefined) clusterRoutes(fastify, admin)
   // writes in their own scope: a JSON parser that keeps `__proto__` keys as plain data, so validation refuses them by path
   if (writes.length > 0) {
     void server.register(async (scope) => {
@@ -167,10 +169,11 @@ function clusterRoutes (fastify: FastifyInstance, admin: AdminRoutes): void {
 /** The load balancer's view of each target, with the health record (reason, since, lastError, ejections) merged in. */
 function withHealth (fastify: FastifyInstance): ReturnType<FastifyInstance['loadBalancer']['status']> {
   const status = fastify.loadBalancer.status()
-  if (!fastify.hasDecorator('gatewayHealth')) return status
+  const health = optional(fastify, 'gatewayHealth')
+  if (health === undefined) return status
   const now = Date.now()
   for (const [name, upstream] of Object.entries(status)) {
-    const snap = fastify.gatewayHealth.registry.snapshot(name, now)
+    const snap = health.registry.snapshot(name, now)
     if (snap === undefined) continue
     const byId = new Map(snap.map((s) => [s.id, s]))
     upstream.targets = upstream.targets.map((t) => {

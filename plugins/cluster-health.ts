@@ -12,6 +12,7 @@
 // gatewayHealth.configure restarts the checks of an upstream whose options changed).
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { optional } from './optional.js'
 import { HealthHints, type HealthHint } from '../lib/cluster/health-hints.js'
 import { SharedProbes } from '../lib/cluster/shared-probes.js'
 import type { FailoverEvent } from '../lib/failover/events.js'
@@ -26,7 +27,8 @@ async function clusterHealthPlugin (fastify: FastifyInstance, opts: ClusterHealt
   const log = fastify.log.child({ component: 'cluster-health' })
   const cluster = fastify.cluster
   const health = fastify.gatewayHealth
-  const metrics = fastify.hasDecorator('gatewayMetrics') ? createHealthHintMetrics(fastify.gatewayMetrics.registry) : undefined
+  const gm = optional(fastify, 'gatewayMetrics')
+  const metrics = gm === undefined ? undefined : createHealthHintMetrics(gm.registry)
   const hints = new HealthHints(cluster.context, {
     nodeId: cluster.nodeId,
     maxTtl: opts.maxHintTtl,

@@ -11,11 +11,8 @@ import {
 } from '../lib/cluster/index.js'
 import { duplicateFailFast, resolveRedisClient } from '../lib/cluster/redis-client.js'
 import { SHARED_CONFIG_KEYS, SharedConfigRuntime } from '../lib/cluster/shared-config.js'
-import { isNormalizedConfig, redactError, redactText, turn, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
+import { isNormalizedConfig, redactError, redactText, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
-import type { CircuitBreakerOptions } from '../lib/failover/breaker-circuit.js'
-import type { FailoverOptions } from '../lib/proxy/failover-registry.js'
-import type { UpstreamSpec } from '../lib/upstream/registry.js'
 import type { ClusterNode, GatewayCluster, SharedConfigApi } from '../types/index.js'
 import { optional, optionalForeign } from './optional.js'
 
@@ -25,10 +22,6 @@ export { SHARED_CONFIG_KEYS }
 export interface ClusterPluginOptions {
   /** The node's config (normalized or input): node and cluster settings, and the seed of the shared config. */
   config: GatewayConfig | GatewayConfigInput
-  /** Maps an applied config to the load balancer's specs (the gateway passes its toUpstreamSpecs); absent: upstreams are not reconciled. */
-  toUpstreamSpecs?: (config: GatewayConfig) => Record<string, UpstreamSpec>
-  /** Maps an applied config to the load balancer's failover and circuitBreaker options by upstream (the gateway passes its toFailoverSpecs); absent: not reconciled. */
-  toFailoverSpecs?: (config: GatewayConfig) => { failover: Record<string, FailoverOptions>, circuitBreaker: Record<string, CircuitBreakerOptions> }
   /** An ioredis client to use instead of `cluster.redis` (yours: not closed). Default: `fastify.redis` when registered. */
   redis?: RedisClient
   /** ms boot waits at most for Redis's first verdict, so a restarting node starts on the store's config. Default 1000; 0: no wait. */
@@ -101,20 +94,6 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
   })
   const state = new StateManager(ctx)
   const cache = new DistributedCache(ctx)
-
-  // upstreams first (a new route may name a new upstream), then their failover: the first watcher
-  if (opts.toUpstreamSpecs !== undefined || opts.toFailoverSpecs !== undefined) {
-    runtime.watch(async (next) => {
-      if (opts.toUpstreamSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
-        fastify.loadBalancer.upstreams.reconcile(opts.toUpstreamSpecs(next))
-        await turn()
-      }
-      if (opts.toFailoverSpecs !== undefined && fastify.hasDecorator('loadBalancer')) {
-        const f = opts.toFailoverSpecs(next)
-        fastify.loadBalancer.failover.reconcile(f.failover, f.circuitBreaker)
-      }
-    })
-  }
 
   fastify.addHook('onReady', async () => {
     await runtime.boot()

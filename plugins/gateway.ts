@@ -9,8 +9,7 @@ import { fileRouteTable, fileRouteTableAsync } from '../lib/routes/file-routes.j
 import { kMatchedRoute, NO_ROUTE, routeConfigOf, tableRouteConfig } from '../lib/routes/route-config.js'
 import { RouteTableRef } from '../lib/routes/route-table.js'
 import { onUpgrade } from './upgrade.js'
-import type { UpstreamSpec } from '../lib/upstream/registry.js'
-import type { LoadBalancerOptions } from '../types/index.js'
+import { toFailoverSpecs, toUpstreamSpecs } from '../lib/upstream/specs.js'
 import admin from './admin.js'
 import cluster from './cluster.js'
 import clusterHealth from './cluster-health.js'
@@ -26,29 +25,7 @@ import { PROXIED_METHODS } from '../lib/routes/methods.js'
 
 export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
 
-/** The config as the load balancer takes it. */
-export function toUpstreamSpecs (config: GatewayConfig): Record<string, UpstreamSpec> {
-  const out: Record<string, UpstreamSpec> = {}
-  for (const [name, u] of Object.entries(config.upstreams)) {
-    out[name] = {
-      strategy: u.strategy,
-      hashOn: u.hashOn,
-      targets: u.targets.map((t) => ({ id: t.id, url: t.url, weight: t.weight, metadata: t.metadata })),
-      timeouts: u.timeouts,
-      tls: u.tls,
-      http2: u.http2,
-    }
-  }
-  return out
-}
-
-/** Failover and circuit-breaker options by upstream, as the load balancer (and config sync) take them. */
-export function toFailoverSpecs (config: GatewayConfig): Required<Pick<LoadBalancerOptions, 'failover' | 'circuitBreaker'>> {
-  return {
-    failover: Object.fromEntries(Object.entries(config.upstreams).map(([name, u]) => [name, u.failover])),
-    circuitBreaker: Object.fromEntries(Object.entries(config.upstreams).flatMap(([name, u]) => u.circuitBreaker === undefined ? [] : [[name, u.circuitBreaker]])),
-  }
-}
+export { toUpstreamSpecs, toFailoverSpecs }
 
 /**
  * The umbrella: one config object (the YAML file's content, or the same object
@@ -67,6 +44,11 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   }
 
   if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path, token: config.metrics.token, listen: config.metrics.listen })
+  // The registration order of the suite, in one place:
+  // cluster first (the others subscribe to its config watch when they register: the load balancer's upstreams switch
+  // before the route table below, every other watcher after), then the load balancer (its bad-path check is the first
+  // onRequest hook, ahead of the rate limiter and the cache), the rate limiter (on gatewayRedis), health checks, ...
+  await fastify.register(cluster, { config })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
@@ -79,8 +61,6 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
       ? { type: 'webhook' as const, url: n.url ?? '', timeout: n.timeout, maxQueue: n.maxQueue, headers: n.headers }
       : { type: 'log' as const }),
   })
-  // after the load balancer (config sync reconciles it), before the rate limiter (it runs on gatewayRedis) and admin
-  await fastify.register(cluster, { config, toUpstreamSpecs, toFailoverSpecs })
   // the configured routes' table: swapped right after each applied config's upstreams, before other watchers run
   const routes = new RouteTableRef(fileRouteTable(config))
   if (!fastify.hasRequestDecorator(kMatchedRoute)) fastify.decorateRequest(kMatchedRoute, null)

@@ -27,6 +27,9 @@ import type { UpstreamEntry, UpstreamSpec, UpstreamTimeouts } from '../lib/upstr
 import { UpstreamRegistry } from '../lib/upstream/registry.js'
 import type { TargetSpec, Target } from '../lib/upstream/target.js'
 import type { LoadBalancerOptions, ProxyOptions, LoadBalancer } from '../types/index.js'
+import { turn } from '../lib/config/validate.js'
+import { toFailoverSpecs, toUpstreamSpecs } from '../lib/upstream/specs.js'
+import { optional } from './optional.js'
 
 /** The `fastify.loadBalancer` decorator: upstream registry plus runtime target changes. */
 class GatewayLoadBalancer extends EventEmitter implements LoadBalancer {
@@ -108,12 +111,9 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     },
   })
 
-  const metrics = fastify.hasDecorator('gatewayMetrics')
-    ? createProxyMetrics(fastify.gatewayMetrics.registry, upstreams)
-    : undefined
-  const foMetrics = fastify.hasDecorator('gatewayMetrics')
-    ? createFailoverMetrics(fastify.gatewayMetrics.registry, upstreams)
-    : undefined
+  const gm = optional(fastify, 'gatewayMetrics')
+  const metrics = gm === undefined ? undefined : createProxyMetrics(gm.registry, upstreams)
+  const foMetrics = gm === undefined ? undefined : createFailoverMetrics(gm.registry, upstreams)
   const notifications = Notifications.from(opts.notify, fastify.log)
   const failovers = new FailoverRegistry(opts.failover ?? {}, opts.circuitBreaker ?? {}, {
     onBudgetExhausted: (name) => foMetrics?.budgetExhausted(name),
@@ -121,12 +121,20 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
   })
   // breakers exist from boot, so circuit_state and the admin status show them before traffic
   for (const e of upstreams) failovers.get(e)
+  // config sync: each applied shared config switches the upstreams, then their failover; registered after the
+  // cluster and before the gateway's route table, so this watcher runs first (a new route may name a new upstream)
+  const unwatchConfig = optional(fastify, 'cluster')?.config.watch(async (next) => {
+    upstreams.reconcile(toUpstreamSpecs(next))
+    await turn()
+    const f = toFailoverSpecs(next)
+    failovers.reconcile(f.failover, f.circuitBreaker)
+  })
 
   const trust = compileTrust(opts.trustProxy)
   const upgrades = new UpgradeProxy({
     upstreams,
     trust,
-    metrics: fastify.hasDecorator('gatewayMetrics') ? createUpgradeMetrics(fastify.gatewayMetrics.registry) : undefined,
+    metrics: gm === undefined ? undefined : createUpgradeMetrics(gm.registry),
     idleTimeout: opts.websocketIdle ?? 0,
     log: (msg, data) => { fastify.log.warn(data, msg) },
   })
@@ -214,6 +222,7 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     done()
   })
   fastify.addHook('onClose', async () => {
+    unwatchConfig?.()
     upgrades.closeAll()
     failovers.dispose()
     await notifications.close()

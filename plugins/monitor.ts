@@ -2,6 +2,7 @@
 // the alerts and the dashboard, and runs the cluster's AlertManager (one evaluator per cluster).
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { optional } from './optional.js'
 import { Ticker } from '../lib/cluster/ticker.js'
 import { GatewayError } from '../lib/errors.js'
 import { createProxyMetrics } from '../lib/metrics/proxy-metrics.js'
@@ -31,9 +32,10 @@ export interface MonitorOptions {
 
 async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): Promise<void> {
   const lb = fastify.loadBalancer
-  const cluster = fastify.hasDecorator('cluster') ? fastify.cluster : undefined
+  const cluster = optional(fastify, 'cluster')
   const log = fastify.log.child({ component: 'monitor' })
-  const counters = fastify.hasDecorator('gatewayMetrics') ? createProxyMetrics(fastify.gatewayMetrics.registry, lb.upstreams) : undefined
+  const gm = optional(fastify, 'gatewayMetrics')
+  const counters = gm === undefined ? undefined : createProxyMetrics(gm.registry, lb.upstreams)
   const sampler = new NodeSampler({ counters: () => counters?.all() ?? [], upstreams: lb.upstreams })
   const history = new RateHistory()
   const nodeId = cluster?.nodeId ?? 'gateway'
@@ -49,8 +51,9 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
       sampler.noteEvent({ t: e.timestamp, type: e.type, upstream: e.upstream, target, detail })
     },
   })
-  if (fastify.hasDecorator('gatewayHealth')) {
-    fastify.gatewayHealth.registry.subscribe((e) => {
+  const health = optional(fastify, 'gatewayHealth')
+  if (health !== undefined) {
+    health.registry.subscribe((e) => {
       // the others see a target's new status at once, not a heartbeat later (transitions are rare)
       if (e.type === 'transition' || e.type === 'ejected') cluster?.announce()
       if (e.type === 'transition') sampler.noteEvent({ t: e.at, type: `target_${e.to}`, upstream: e.upstream, target: e.target.id, detail: e.reason })

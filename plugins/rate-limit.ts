@@ -5,7 +5,8 @@ import type { RedisClient, RedisConnectionConfig } from '../lib/cluster/redis-co
 import { resolveRedisClient } from '../lib/cluster/redis-client.js'
 import { optional, optionalForeign } from './optional.js'
 import { createRateLimitMetrics, type RouteDecisions } from '../lib/metrics/ratelimit-metrics.js'
-import { ceilSeconds, moreRestrictive, rateLimitHeader, type HeaderStyle } from '../lib/ratelimit/headers.js'
+import { ceilSeconds, rateLimitHeader, type HeaderStyle } from '../lib/ratelimit/headers.js'
+import { combine } from '../lib/ratelimit/combine.js'
 import { StoreGuard, type Outcome, type StoreErrorPolicy } from '../lib/ratelimit/outage.js'
 import {
   compileAllowList, compileClientIp, compileRoutePolicy, costOf, storeKey,
@@ -15,10 +16,8 @@ import { routeConfigOf } from '../lib/routes/route-config.js'
 import { RoutePlans } from '../lib/routes/plans.js'
 import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
-import { MemoryStore } from '../lib/ratelimit/memory-store.js'
-import { RedisStore } from '../lib/ratelimit/redis-store.js'
 import { deadlineCap } from '../lib/ratelimit/deadline.js'
-import { LeaseStore } from '../lib/ratelimit/lease-store.js'
+import { createStores } from '../lib/ratelimit/stores.js'
 
 export type RouteRateLimit = RateLimitRuleOptions | RateLimitRuleOptions[] | false
 
@@ -133,7 +132,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   const client = redis.client
   if (redis.owned) client?.on('ready', () => { reported = false })
 
-  const metrics = fastify.hasDecorator('gatewayMetrics') ? createRateLimitMetrics(fastify.gatewayMetrics.registry) : undefined
+  const gm = optional(fastify, 'gatewayMetrics')
+  const metrics = gm === undefined ? undefined : createRateLimitMetrics(gm.registry)
   const stores = createStores({
     client,
     timeout: storeTimeout,
@@ -195,11 +195,11 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
           // a lease with units left (or the memory store) decides now: no promise, no object kept for the request
           const now = guard.consumeNow(store, key, r.rule, cost)
           if (now !== undefined) {
-            refused = settle(plan, request, reply, ip, now, undefined)
+            refused = settle(plan, request, reply, ip, now)
             proceed = refused === undefined
           } else {
             const st = new Pending(plan, request, reply, done, ip)
-            guard.consume(store, key, r.rule, cost, timedOf(r)).then((o) => { st.after(o, undefined) }, done)
+            guard.consume(store, key, r.rule, cost, timedOf(r)).then((o) => { st.after(o) }, done)
           }
         }
       } else {
@@ -208,7 +208,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
           return cost === 0 ? undefined : guard.consume(storeOf(r), storeKey(r, request, ip), r.rule, cost, timedOf(r))
         })
         const st = new Pending(plan, request, reply, done, ip)
-        Promise.all(calls).then((outs) => { st.after(undefined, outs) }, done)
+        Promise.all(calls).then((outs) => { st.after(outs) }, done)
       }
     } catch (err) {
       done(err as Error) // a key or cost function that throws is a bug of the app: 500
@@ -233,10 +233,10 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
       readonly done: HookHandlerDoneFunction, readonly ip: string) {}
 
     /** `done()` runs outside the try, so an error of a later hook is never reported twice. */
-    after (o: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): void {
+    after (outcomes: Outcome | undefined | ReadonlyArray<Outcome | undefined>): void {
       let refused: object | undefined
       try {
-        refused = settle(this.plan, this.request, this.reply, this.ip, o, outs)
+        refused = settle(this.plan, this.request, this.reply, this.ip, outcomes)
       } catch (err) {
         this.done(err as Error)
         return
@@ -248,50 +248,19 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
 
   /**
    * Count, set headers, and return what to refuse the request with (raised by the hook's `done(err)`, so the route's
-   * error handler answers it) or undefined to let it go on. One outcome `o`, or several `outs`.
+   * error handler answers it) or undefined to let it go on. The decision itself: lib/ratelimit/combine.ts.
    */
   function settle (plan: Plan, request: FastifyRequest, reply: FastifyReply, ip: string,
-    o0: Outcome | undefined, outs: Array<Outcome | undefined> | undefined): object | undefined {
+    outcomes: Outcome | undefined | ReadonlyArray<Outcome | undefined>): object | undefined {
     const rules = plan.policy.rules
-    let limited = false
-    let shadowLimited = false
-    let closed = false
-    let open = false
-    let local = false
-    let retryMs = 0
-    // the decision headers report: the most restrictive of the enforced rules a store (Redis or local) decided
-    let shown = -1
-    const n = outs === undefined ? 1 : outs.length
-    for (let i = 0; i < n; i++) {
-      const o = outs === undefined ? o0 : outs[i]
-      if (o === undefined) continue
-      const r = rules[i]
-      if (o.source === 'open') { open = true; continue }
-      if (o.source === 'closed') { if (!r.shadow) closed = true; continue }
-      if (o.source === 'local') local = true
-      if (r.shadow) {
-        if (!o.allowed) { shadowLimited = true; logShadow(plan, r, request, ip) }
-        continue
-      }
-      if (!o.allowed) { limited = true; if (o.retryAfterMs > retryMs) retryMs = o.retryAfterMs }
-      if (shown === -1 || moreRestrictive(o, outs === undefined ? o0! : outs[shown]!)) shown = i
-    }
-    const c = plan.counters
-    if (c !== undefined) {
-      // one label per request, the one that explains its answer
-      if (local) c.local++
-      else if (limited) c.limited++
-      else if (closed) c.error_closed++
-      else if (open) c.error_open++
-      else if (shadowLimited) c.shadow_limited++
-      else c.allowed++
-    }
-    if (shown !== -1 && style !== 'none') {
-      const d = outs === undefined ? o0! : outs[shown]!
-      const policy = rules[shown].policy
+    const c = combine(rules, outcomes)
+    if (c.shadow !== -1) logShadow(plan, rules[c.shadow], request, ip)
+    if (plan.counters !== undefined) plan.counters[c.label]++ // one label per request, the one that explains its answer
+    const d = c.shown === -1 ? undefined : Array.isArray(outcomes) ? outcomes[c.shown] as Outcome : outcomes as Outcome
+    if (d !== undefined && style !== 'none') {
       if (style !== 'legacy') {
         reply.header('ratelimit-policy', plan.policy.policyHeader)
-        reply.header('ratelimit', rateLimitHeader(policy, d))
+        reply.header('ratelimit', rateLimitHeader(rules[c.shown].policy, d))
       }
       if (style !== 'draft') {
         reply.header('x-ratelimit-limit', String(d.limit))
@@ -299,15 +268,14 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
         reply.header('x-ratelimit-reset', String(ceilSeconds(d.resetMs)))
       }
     }
-    if (limited) {
-      const s = Math.max(1, ceilSeconds(retryMs))
+    if (c.kind === 'deny') {
+      const s = Math.max(1, ceilSeconds(c.retryAfter))
       // the status first (as raiseError does): an error handler reads it, and a builder's object needs no statusCode
       reply.code(429).header('retry-after', String(s))
       if (opts.errorResponseBuilder === undefined) return new GatewayError('RATE_LIMITED', `${s} s`)
-      const limit = shown === -1 ? 0 : (outs === undefined ? o0! : outs[shown]!).limit
-      return opts.errorResponseBuilder(request, { statusCode: 429, ban: false, after: `${s} s`, max: limit, ttl: retryMs })
+      return opts.errorResponseBuilder(request, { statusCode: 429, ban: false, after: `${s} s`, max: d?.limit ?? 0, ttl: c.retryAfter })
     }
-    if (closed) {
+    if (c.kind === 'unavailable') {
       reply.code(503).header('retry-after', '1')
       return new GatewayError('RATE_LIMIT_UNAVAILABLE')
     }
@@ -339,56 +307,10 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
   })
 }
 
-interface Stores {
-  exact: RateLimitStore
-  lease: RateLimitStore
-  local: RateLimitStore | undefined
-  /** The exact store is the plugin's RedisStore, which reports the duration of its own script calls. */
-  timesItself: boolean
-  close (): Promise<void>
-}
-
-/**
- * Exact decisions in Redis when there is a client, else in memory (one node). Lease mode spends slices of
- * the Redis budget locally; without Redis it is the memory store (already local and exact).
- * Policy `local` gets its own in-memory limiter.
- */
-function createStores (o: {
-  client: RedisClient | undefined
-  timeout: number
-  store?: RateLimitStore
-  leaseStore?: RateLimitStore
-  local: boolean
-  onDuration?: (seconds: number) => void
-  onLate?: (allowed: number, total: number) => void
-}): Stores {
-  const owned: RateLimitStore[] = []
-  const own = <S extends RateLimitStore>(s: S): S => { owned.push(s); return s }
-  let exact = o.store
-  let lease = o.leaseStore
-  if (o.client !== undefined) {
-    const redis = new RedisStore({ client: o.client, timeout: o.timeout, onDuration: o.onDuration, onLate: o.onLate })
-    exact ??= own(redis)
-    // a hot key's next units are fetched while a quarter of its slice is left: its requests do not wait on Redis
-    lease ??= own(new LeaseStore({ source: redis, prefetch: 0.25 }))
-  }
-  exact ??= own(new MemoryStore())
-  lease ??= exact
-  const local = o.local ? own(new MemoryStore()) : undefined
-  return {
-    exact,
-    lease,
-    local,
-    timesItself: o.store === undefined && o.client !== undefined,
-    async close () { await Promise.all(owned.map(async (s) => await s.close?.())) },
-  }
-}
-
 /** Live nodes from the cluster plugin's membership view (`fastify.cluster.nodes()`), when it is registered. */
 function clusterNodes (fastify: FastifyInstance): (() => number) | undefined {
-  const c = (fastify as unknown as { cluster?: { nodes?: () => unknown[] } }).cluster
-  if (!fastify.hasDecorator('cluster') || typeof c?.nodes !== 'function') return undefined
-  return () => c.nodes!().length
+  const c = optional(fastify, 'cluster')
+  return c === undefined ? undefined : () => c.nodes().length
 }
 
 export default fp(rateLimitPlugin, {

@@ -9,6 +9,7 @@
 import { pipeline } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
+import { optional } from './optional.js'
 import { GatewayError } from '../lib/errors.js'
 import { cacheUrl, captureBody, decodeValue, type QueryKeying, isUnsafe, onlyIfCached, requestBypass, ResponseCache, storedHeaders, storeDecision, type CachedResponse, type Lookup } from '../lib/cache/index.js'
 import { DistributedCache, createClusterContext, type ClusterContext } from '../lib/cluster/index.js'
@@ -76,8 +77,9 @@ async function responseCachePlugin (fastify: FastifyInstance, opts: ResponseCach
   }
   let own: ClusterContext | undefined
   let backend: DistributedCache
-  if (fastify.hasDecorator('cluster')) {
-    backend = fastify.cluster.cache.derive(derived)
+  const cluster = optional(fastify, 'cluster')
+  if (cluster !== undefined) {
+    backend = cluster.cache.derive(derived)
   } else {
     own = createClusterContext({ name: 'local' })
     backend = new DistributedCache(own, derived)

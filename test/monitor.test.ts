@@ -173,8 +173,8 @@ t.test('a 5xx share over 5 % fires high_error_rate', async (t) => {
 })
 
 t.test('without Redis: one node answers {admin}/cluster/metrics for itself and alerts alone', async (t) => {
-  const ups = [await startUpstream(), await startUpstream(), await startUpstream()]
-  const hook = await startUpstream()
+  const ups = [await startHealthUpstream(), await startHealthUpstream(), await startHealthUpstream()]
+  const hook = await startHealthUpstream()
   t.teardown(async () => { for (const u of [...ups, hook]) await u.close() })
   const file = join(dir, 'solo.yaml')
   writeFileSync(file, `
@@ -195,7 +195,7 @@ alerts:
   const solo = await startCliNode(file, { id: 'mon-solo' })
   nodes.push(solo)
   t.equal(await send(solo, 20), 0)
-  await until('the solo node counts its 20 requests', async () => (await metrics(solo)).totals.totalRequests === 20, 10_000)
+  await until(async () => (await metrics(solo)).totals.totalRequests === 20, 10_000, 'the solo node counts its 20 requests')
   const m = await metrics(solo)
   t.equal(m.totals.nodes, 1, 'one node')
   t.same(m.nodes.map((x: any) => x.id), ['mon-solo'])
@@ -204,7 +204,7 @@ alerts:
   t.equal((await alerts(solo)).evaluator, 'mon-solo', 'it evaluates the rules itself')
   await Promise.all([ups[0].kill(), ups[1].kill()])
   const bodies = (): Hook[] => (hook.bodies as Hook[]).filter((h) => h.rule === 'low_healthy_instances')
-  const ms = await until('the firing notification of the solo node', () => bodies().some((h) => h.status === 'firing'), 15_000)
+  const ms = await until(() => bodies().some((h) => h.status === 'firing'), 15_000, 'the firing notification of the solo node')
   t.comment(`solo node: firing ${Math.round(ms)} ms after the kill (interval ${INTERVAL} ms, probes every 400 ms, 2 failures)`)
   t.match(bodies()[0], { status: 'firing', severity: 'critical', cluster: String, details: { evaluatedBy: 'mon-solo' } })
   t.same((await alerts(solo)).firing.map((f: any) => f.rule), ['low_healthy_instances'])
