@@ -103,10 +103,13 @@ async function loadBalancerPlugin (fastify: FastifyInstance, opts: LoadBalancerO
     factory: (origin, poolOpts) => {
       // TLS and HTTP/2 of the origin's upstream, fixed when its pool is made
       const entry = upstreamOf(upstreams, String(origin))
+      const allowH2 = entry?.http2 === true
       return new Pool(origin, {
         ...poolOpts,
-        allowH2: entry?.http2 === true,
-        connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin)), (entry?.tls ?? {}) as Parameters<typeof liveConnector>[1]),
+        allowH2,
+        // the connector offers h2 by ALPN (undici puts allowH2 there only when it builds the connector itself);
+        // an http:// origin is spoken to in HTTP/1.1 (no h2c)
+        connect: liveConnector(() => connectTimeoutFor(upstreams, String(origin)), { ...entry?.tls, allowH2 } as Parameters<typeof liveConnector>[1]),
       })
     },
   })

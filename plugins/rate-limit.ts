@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
 import { GatewayError } from '../lib/errors.js'
@@ -12,7 +13,7 @@ import {
   compileAllowList, compileClientIp, compileRoutePolicy, costOf, storeKey,
   type CompiledRule, type RateLimitRuleOptions, type RoutePolicy, type TrustProxy,
 } from '../lib/ratelimit/policy.js'
-import { routeConfigOf } from '../lib/routes/route-config.js'
+import { kMatchedRoute, routeConfigOf } from '../lib/routes/route-config.js'
 import { RoutePlans } from '../lib/routes/plans.js'
 import { redactText } from '../lib/config/redact.js'
 import type { RateLimitStore } from '../lib/ratelimit/types.js'
@@ -76,8 +77,19 @@ export interface RateLimitErrorContext {
   ttl: number
 }
 
+/** What the limiter decided for an Upgrade request (which Fastify never routes): go on, or the answer to write on its socket. */
+export type UpgradeDecision =
+  | { readonly allowed: true }
+  | { readonly allowed: false, readonly status: number, readonly headers: Record<string, string>, readonly body: object }
+
 /** The `fastify.gatewayRateLimit` decorator: what the limiter runs on, for status pages and tests. */
 export interface GatewayRateLimit {
+  /**
+   * Count an Upgrade request (a WebSocket handshake) against its route's limits, as a request is counted: `config`
+   * is the route config it matched. Refused: the status (429, or 503 when the store fails closed), the rate-limit
+   * headers and the error body to answer on the socket.
+   */
+  checkUpgrade (req: IncomingMessage, config: object): Promise<UpgradeDecision>
   /** The Redis client in use (undefined: single node, in memory). */
   readonly redis: RedisClient | undefined
   /** True while the store fails and the onStoreError policy applies. */
@@ -289,10 +301,43 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     request.log.info({ route: plan.policy.route, policy: r.policy.name, key: r.kind === 'route' ? 'route' : r.kind === 'ip' ? ip : r.kind }, 'shadow rate limit exceeded (not enforced)')
   }
 
+  /**
+   * An Upgrade request through the same hook as any request: a request and a reply shaped as the hook reads
+   * them (the matched route config on the request, headers and status collected from the reply).
+   */
+  async function checkUpgrade (req: IncomingMessage, config: object): Promise<UpgradeDecision> {
+    const headers: Record<string, string> = {}
+    let status = 0
+    const reply = {
+      header (name: string, value: string) { headers[name] = value; return reply },
+      code (s: number) { status = s; return reply },
+    }
+    const route = (config as { gatewayRoute?: string }).gatewayRoute
+    const request = {
+      [kMatchedRoute]: config,
+      routeOptions: { config, url: route },
+      headers: req.headers,
+      raw: req,
+      method: req.method,
+      url: req.url,
+      ip: req.socket.remoteAddress,
+      log: fastify.log,
+    }
+    return await new Promise((resolve) => {
+      onRequest(request as unknown as FastifyRequest, reply as unknown as FastifyReply, (err?: Error | null) => {
+        if (err == null) { resolve({ allowed: true }); return }
+        const e = err as Error & { statusCode?: number, toJSON?: () => object }
+        const body = typeof e.toJSON === 'function' ? e.toJSON() : e instanceof Error ? { statusCode: e.statusCode ?? 500, error: e.name, message: e.message } : e
+        resolve({ allowed: false, status: status > 0 ? status : e.statusCode ?? 500, headers, body })
+      })
+    })
+  }
+
   fastify.decorate('gatewayRateLimit', {
     redis: client,
     get degraded () { return guard.degraded },
     onStoreError: policy,
+    checkUpgrade,
   } satisfies GatewayRateLimit)
   fastify.addHook('onRequest', onRequest)
   // checks the limits of routes declared after the plugin at boot; earlier routes are checked on their first request

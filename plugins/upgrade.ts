@@ -28,9 +28,21 @@ export function onUpgrade (fastify: FastifyInstance, routes: RouteTableRef): voi
       answer(socket, err.statusCode, err.toJSON())
       return
     }
-    fastify.loadBalancer.upgrade(req, socket, head, matched)
+    if (!fastify.hasDecorator('gatewayRateLimit')) { fastify.loadBalancer.upgrade(req, socket, head, matched); return }
+    // the route's rate limits count the upgrade as a request; over them, the socket gets the 429 and its headers
+    socket.on('error', noop) // a client reset while the limiter decides must not crash the process
+    fastify.gatewayRateLimit.checkUpgrade(req, matched).then((d) => {
+      if (socket.destroyed) return
+      if (d.allowed) fastify.loadBalancer.upgrade(req, socket, head, matched)
+      else answer(socket, d.status, d.body, d.headers)
+    }, (err: Error) => {
+      fastify.log.error({ err }, 'rate limit of an upgrade failed')
+      answer(socket, 500, { statusCode: 500, error: 'Internal Server Error', message: 'rate limit failed' })
+    })
   })
 }
+
+function noop (): void {}
 
 /** Hand an upgrade request nobody takes to the server's request handler, on a connection that closes after it (as before). */
 function serveAsRequest (server: http.Server, req: IncomingMessage, socket: Duplex): void {

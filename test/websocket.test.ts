@@ -125,6 +125,31 @@ t.test('websocket: false refuses upgrades on the route (403); plain requests sti
   t.equal((await get(`${url}/nows/x`)).status, 200, 'the route still proxies requests')
 })
 
+t.test('a route\'s rate limit counts upgrades as requests: over it the handshake gets a 429 with the rate-limit headers', async (t) => {
+  const { app, url, ws: base } = await listen(config({
+    routes: [{ path: '/ws', upstream: 'live', rateLimit: { algorithm: 'fixed_window', limit: 2, window: '1m' } }],
+  }))
+  t.teardown(() => app.close())
+  for (let i = 0; i < 2; i++) {
+    const { ws, hello } = await connect(`${base}/ws/limited`)
+    t.match(hello, /^hello ws-/, `upgrade ${i + 1} of 2 passes`)
+    ws.close()
+    await closed(ws)
+  }
+  const ws = new WebSocket(`${base}/ws/limited`)
+  ws.on('error', () => {})
+  const [, res] = await once(ws, 'unexpected-response') as [unknown, http.IncomingMessage]
+  t.equal(res.statusCode, 429, 'the third upgrade is refused')
+  t.ok(Number(res.headers['retry-after']) >= 1, 'Retry-After')
+  t.match(res.headers['ratelimit-policy'], /2;w=60/, 'RateLimit-Policy')
+  t.match(res.headers.ratelimit, /r=0/, 'RateLimit: none remaining')
+  let body = ''
+  for await (const c of res) body += String(c)
+  t.equal(JSON.parse(body).code, 'FHG_ERR_RATE_LIMITED')
+  ws.terminate()
+  t.equal((await get(`${url}/ws/plain`)).status, 429, 'upgrades and requests share the budget')
+})
+
 t.test('an upgrade outside the routes is served as an ordinary request; a bad path is refused', async (t) => {
   const { app, ws: base, url } = await listen(config())
   t.teardown(() => app.close())

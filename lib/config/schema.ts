@@ -194,7 +194,7 @@ const Upstream = Obj({
   discovery: Type.Optional(Obj({ service: Type.String({ minLength: 1, description: 'Service name in the registry' }) },
     'Targets from the service registry (added to the static targets)')),
   tls: Type.Optional(UpstreamTls),
-  http2: Def(Type.Boolean({ description: 'Offer HTTP/2 to https targets (ALPN; HTTP/1.1 when a target does not take it)' }), false),
+  http2: Def(Type.Boolean({ description: 'Offer HTTP/2 to https targets (ALPN; HTTP/1.1 when a target does not take it); http:// targets stay on HTTP/1.1 (no h2c)' }), false),
   timeouts: Derived(UpstreamTimeouts as NormalAs<typeof UpstreamTimeouts, Omit<Normalized<typeof ProxyTimeouts>, 'websocketIdle'>>),
 }, 'A named pool of targets')
 

@@ -278,11 +278,13 @@ function rawHeaderLines (raw: string[], refusal: boolean): string {
   return out
 }
 
-/** A JSON answer written straight on a socket that will not be upgraded, then the socket ends. */
-export function answer (socket: Duplex, status: number, body: object): void {
+/** A JSON answer written straight on a socket that will not be upgraded (with `headers`, e.g. Retry-After), then the socket ends. */
+export function answer (socket: Duplex, status: number, body: object, headers?: Record<string, string>): void {
   if (socket.destroyed) return
   const json = JSON.stringify(body)
-  socket.end(`${statusLine(status, undefined)}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`)
+  let extra = ''
+  if (headers !== undefined) for (const [name, value] of Object.entries(headers)) if (!/[\r\n]/.test(name + value)) extra += `${name}: ${value}\r\n`
+  socket.end(`${statusLine(status, undefined)}${extra}content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(json)}\r\nconnection: close\r\n\r\n${json}`)
 }
 
 function noop (): void {}
