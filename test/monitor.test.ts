@@ -201,6 +201,8 @@ alerts:
   t.same(m.nodes.map((x: any) => x.id), ['mon-solo'])
   t.equal(m.totals.targetsTotal, 3)
   t.equal(m.totals.windows['5m'].totalRequests, 20, 'the 5 min window holds them too')
+  // the node takes its (local) evaluator lease at its first evaluation, within one interval of boot
+  await until(async () => (await alerts(solo)).evaluator === 'mon-solo', 5 * INTERVAL, 'the solo node to evaluate')
   t.equal((await alerts(solo)).evaluator, 'mon-solo', 'it evaluates the rules itself')
   await Promise.all([ups[0].kill(), ups[1].kill()])
   const bodies = (): Hook[] => (hook.bodies as Hook[]).filter((h) => h.rule === 'low_healthy_instances')
