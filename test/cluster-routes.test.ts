@@ -12,6 +12,7 @@ import gateway from '../plugins/gateway.js'
 import { startRedis, type RedisProcess } from './helpers/redis.js'
 import { startUpstream, type UpstreamProcess } from './helpers/upstream.js'
 import { get } from './helpers/gateway.js'
+import { until } from './helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-cluster-routes-'))
 const TOKEN = 'routes-admin-token'
@@ -83,15 +84,6 @@ async function change (n: Node, edit: (c: Shared) => void): Promise<Awaited<Retu
   })
 }
 
-async function until (what: string, fn: () => Promise<boolean>, ms = 5000, every = 10): Promise<number> {
-  const t0 = performance.now()
-  for (;;) {
-    if (await fn()) return performance.now() - t0
-    if (performance.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, every))
-  }
-}
-
 const who = async (n: Node, path: string, headers: Record<string, string> = {}): Promise<string | number> => {
   const r = await get(`${n.url}${path}`, { headers })
   return r.status === 200 ? (r.body?.id ?? r.body?.from ?? 'other') : r.status
@@ -100,7 +92,7 @@ const who = async (n: Node, path: string, headers: Record<string, string> = {}):
 t.test('routes and their limits change at runtime on every node', async (t) => {
   const a = await startNode('gw-a')
   const b = await startNode('gw-b')
-  await until('both nodes on version 1', async () => (await current(a)).version === 1 && (await current(b)).version === 1)
+  await until(async () => (await current(a)).version === 1 && (await current(b)).version === 1, 5000, 'both nodes on version 1')
   t.equal(await who(b, '/api/x'), 'u1', 'the seeded route serves on B')
 
   await t.test('a route added by a PUT on A routes on B within 1 s', async (t) => {
@@ -111,7 +103,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
       const t0 = performance.now()
       const res = await change(a, (c) => { c.routes.push({ path, upstream: 'two' }) })
       t.equal(res.status, 200, `PUT ${i} accepted`)
-      await until(`B routes ${path}`, async () => (await who(b, `${path}/thing`)) === 'u2', 3000, 5)
+      await until(async () => (await who(b, `${path}/thing`)) === 'u2', 3000, `B routes ${path}`, 5)
       took.push(performance.now() - t0)
     }
     took.sort((x, y) => x - y)
@@ -124,7 +116,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
   await t.test('a removed route answers the 404 of an unknown route on both nodes', async (t) => {
     const res = await change(b, (c) => { c.routes = c.routes.filter((r) => r.path !== '/new') })
     t.equal(res.status, 200)
-    await until('A drops /new', async () => (await who(a, '/new/thing')) === 404)
+    await until(async () => (await who(a, '/new/thing')) === 404, 5000, 'A drops /new')
     for (const n of [a, b]) {
       const r = await get(`${n.url}/new/thing?q=1`)
       t.equal(r.status, 404)
@@ -135,21 +127,21 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
 
   await t.test('a route\'s upstream and strategy change', async (t) => {
     t.equal((await change(a, (c) => { c.routes[0].upstream = 'two' })).status, 200)
-    await until('B sends /api to two', async () => (await who(b, '/api/x')) === 'u2')
+    await until(async () => (await who(b, '/api/x')) === 'u2', 5000, 'B sends /api to two')
     t.pass('upstream changed on B')
 
     t.equal((await change(a, (c) => { c.routes[0] = { path: '/api', upstream: 'both' } })).status, 200)
-    await until('B sends /api to both', async () => (await who(b, '/api/y')) === 'u1')
+    await until(async () => (await who(b, '/api/y')) === 'u1', 5000, 'B sends /api to both')
     const rr = new Set<unknown>()
     for (let i = 0; i < 6; i++) rr.add(await who(b, '/api/rr'))
     t.same([...rr].sort(), ['u1', 'u2'], 'round_robin (the upstream\'s) spreads over both targets')
 
     t.equal((await change(a, (c) => { c.routes[0] = { path: '/api', upstream: 'both', strategy: 'consistent_hash', hashOn: 'header:x-user' } })).status, 200)
-    await until('B hashes /api', async () => {
+    await until(async () => {
       const seen = new Set<unknown>()
       for (let i = 0; i < 6; i++) seen.add(await who(b, '/api/h', { 'x-user': 'alice' }))
       return seen.size === 1
-    })
+    }, 5000, 'B hashes /api')
     for (const user of ['alice', 'bob', 'carol']) {
       const seen = new Set<unknown>()
       for (let i = 0; i < 6; i++) seen.add(await who(b, '/api/h', { 'x-user': user }))
@@ -161,7 +153,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
     t.equal((await change(a, (c) => {
       c.routes = [{ path: '/api', upstream: 'one' }, { path: '/api/orders', upstream: 'two' }]
     })).status, 200)
-    await until('B routes /api/orders to two', async () => (await who(b, '/api/orders/7')) === 'u2')
+    await until(async () => (await who(b, '/api/orders/7')) === 'u2', 5000, 'B routes /api/orders to two')
     t.equal(await who(b, '/api/orders'), 'u2')
     t.equal(await who(b, '/api/orders/7/lines'), 'u2')
     t.equal(await who(b, '/api/ordersx'), 'u1', 'a sibling sharing letters is not below /api/orders')
@@ -171,7 +163,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
 
   await t.test('routes declared in code keep priority over configured routes', async (t) => {
     t.equal((await change(a, (c) => { c.routes.push({ path: '/api/users', upstream: 'two' }) })).status, 200)
-    await until('B routes /api/users to two', async () => (await who(b, '/api/users/1')) === 'u2')
+    await until(async () => (await who(b, '/api/users/1')) === 'u2', 5000, 'B routes /api/users to two')
     t.equal(await who(b, '/api/users/me'), 'code', 'GET /api/users/me is the app\'s own route')
     t.equal((await get(`${b.url}/api/users/me`, { method: 'POST' })).body.id, 'u2', 'other methods on that path fall to the configured route')
     t.equal(await who(b, '/health'), 'other', 'the gateway\'s own routes answer')
@@ -183,7 +175,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
       const r = c.routes.find((x) => x.path === '/api/orders')!
       r.rateLimit = { algorithm: 'fixed_window', limit: 3, window: '1h' }
     })).status, 200)
-    await until('B advertises the limit', async () => /;q=3;/.test(String((await get(`${b.url}/api/orders/rl-probe`)).headers['ratelimit-policy'] ?? '')))
+    await until(async () => /;q=3;/.test(String((await get(`${b.url}/api/orders/rl-probe`)).headers['ratelimit-policy'] ?? '')), 5000, 'B advertises the limit')
     // the probe above spent one unit: two more pass, then 429
     const codes: number[] = []
     for (let i = 0; i < 4; i++) codes.push((await get(`${b.url}/api/orders/${i}`)).status)
@@ -197,11 +189,11 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
       const r = c.routes.find((x) => x.path === '/api/orders')!
       r.rateLimit = { algorithm: 'fixed_window', limit: 100, window: '1h' }
     })).status, 200)
-    await until('A lets /api/orders through again', async () => (await get(`${a.url}/api/orders/z`)).status === 200)
+    await until(async () => (await get(`${a.url}/api/orders/z`)).status === 200, 5000, 'A lets /api/orders through again')
     t.pass('raising the limit on B applies on A')
 
     t.equal((await change(a, (c) => { delete c.routes.find((x) => x.path === '/api/orders')!.rateLimit })).status, 200)
-    await until('B drops the limit headers', async () => (await get(`${b.url}/api/orders/n`)).headers['ratelimit-policy'] === undefined)
+    await until(async () => (await get(`${b.url}/api/orders/n`)).headers['ratelimit-policy'] === undefined, 5000, 'B drops the limit headers')
     t.pass('removing the rateLimit removes the limit')
   })
 
@@ -215,12 +207,12 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
 
   await t.test('a request in flight finishes when its route is removed', async (t) => {
     t.equal((await change(a, (c) => { c.routes.push({ path: '/long', upstream: 'one' }) })).status, 200)
-    await until('B routes /long', async () => (await who(b, '/long/x')) === 'u1')
+    await until(async () => (await who(b, '/long/x')) === 'u1', 5000, 'B routes /long')
     const onB = get(`${b.url}/long/slow/1500`)
     const onA = get(`${a.url}/long/slow/1500`)
     await new Promise((resolve) => setTimeout(resolve, 200))
     t.equal((await change(a, (c) => { c.routes = c.routes.filter((r) => r.path !== '/long') })).status, 200)
-    await until('B drops /long', async () => (await who(b, '/long/x')) === 404)
+    await until(async () => (await who(b, '/long/x')) === 404, 5000, 'B drops /long')
     t.equal(await who(a, '/long/x'), 404, 'A dropped it too')
     const [rb, ra] = await Promise.all([onB, onA])
     t.equal(rb.status, 200, 'the request in flight on B completed')
@@ -230,19 +222,19 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
 
   await t.test('an upstream\'s failover and timeouts change at runtime, for configured and code routes', async (t) => {
     t.equal((await change(a, (c) => { c.routes.push({ path: '/fo', upstream: 'dead' }) })).status, 200)
-    await until('B routes /fo', async () => (await who(b, '/fo/x')) !== 404)
+    await until(async () => (await who(b, '/fo/x')) !== 404, 5000, 'B routes /fo')
     t.ok(Number(await who(b, '/fo/x')) >= 502, 'the dead upstream fails on a configured route')
     t.ok(Number(await who(b, '/own/x')) >= 502, '...and on the app\'s own proxied route')
 
     t.equal((await change(a, (c) => { c.upstreams.dead.failover = { maxRetries: 0, fallback: 'two' } })).status, 200)
-    await until('B falls back to two on /fo', async () => (await who(b, '/fo/x')) === 'u2')
+    await until(async () => (await who(b, '/fo/x')) === 'u2', 5000, 'B falls back to two on /fo')
     t.equal(await who(b, '/own/x'), 'u2', 'the code route (no failover of its own) takes the new upstream failover')
     t.equal(await who(a, '/own/x'), 'u2', 'on A as well')
 
     // failover.timeout: the deadline of the whole request
     t.equal(await who(b, '/api/slow/600'), 'u1', 'a slow answer passes with no deadline')
     t.equal((await change(a, (c) => { c.upstreams.one.failover = { timeout: '250ms', maxRetries: 0 } })).status, 200)
-    await until('B applies the deadline', async () => (await who(b, '/api/slow/2000')) === 504)
+    await until(async () => (await who(b, '/api/slow/2000')) === 504, 5000, 'B applies the deadline')
     t.pass('failover.timeout applies on B: 504')
 
     // upstream timeouts.headers
@@ -251,9 +243,9 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
       c.upstreams.one.timeouts = { headers: '200ms' }
     })).status, 200)
     // undici checks headersTimeout on its coarse timers (~0.5 s ticks): a 3 s answer is far past 200 ms either way
-    await until('B applies timeouts.headers', async () => (await who(b, '/api/slow/3000')) === 504 && (await who(b, '/api/x')) === 'u1', 10_000)
+    await until(async () => (await who(b, '/api/slow/3000')) === 504 && (await who(b, '/api/x')) === 'u1', 10_000, 'B applies timeouts.headers')
     t.equal((await change(a, (c) => { delete c.upstreams.one.timeouts })).status, 200)
-    await until('B drops the timeout', async () => (await who(b, '/api/slow/600')) === 'u1')
+    await until(async () => (await who(b, '/api/slow/600')) === 'u1', 5000, 'B drops the timeout')
     t.pass('timeouts.headers applies and is lifted again')
   })
 
@@ -262,7 +254,7 @@ t.test('routes and their limits change at runtime on every node', async (t) => {
       c.upstreams.dead.failover = { maxRetries: 0 }
       c.upstreams.dead.circuitBreaker = { consecutiveFailures: 2, openDuration: '30s' }
     })).status, 200)
-    await until('B opens the circuit', async () => (await who(b, '/fo/x')) === 503, 5000, 20)
+    await until(async () => (await who(b, '/fo/x')) === 503, 5000, 'B opens the circuit', 20)
     const st = (await get(`${b.url}/gateway/status`, { headers: AUTH })).body
     t.equal(st.upstreams.dead.targets[0].circuit, 'open', 'the status page shows the open circuit')
   })

@@ -10,6 +10,7 @@ import { gateway, startNode } from '../plugins/gateway.js'
 import { validateConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { startWsUpstream, type WsUpstream } from './helpers/ws-upstream.js'
 import { get } from './helpers/gateway.js'
+import { until } from './helpers/poll.js'
 
 let a: WsUpstream
 let b: WsUpstream
@@ -55,15 +56,6 @@ async function freePort (): Promise<number> {
   const port = (s.address() as net.AddressInfo).port
   await new Promise((resolve) => s.close(resolve))
   return port
-}
-
-async function until (cond: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await cond()) return true
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  return false
 }
 
 t.test('echoes text and binary both ways, ping/pong passes untouched, handshake headers forwarded', async (t) => {
@@ -199,7 +191,8 @@ t.test('metrics count upgrades and open sockets; least_connections sees open soc
   first.ws.close()
   second.ws.close()
   await Promise.all([closed(first.ws), closed(second.ws)])
-  t.ok(await until(() => targets.every((x) => x.inFlight === 0)), 'closed sockets leave the in-flight counts')
+  await until(() => targets.every((x) => x.inFlight === 0), 10_000, 'closed sockets to leave the in-flight counts', 25)
+  t.pass('closed sockets leave the in-flight counts')
   t.match((await get(`${url}/metrics`)).text, /proxy_upgraded_connections\{route="\/ws",upstream="live"\} 0/)
 })
 

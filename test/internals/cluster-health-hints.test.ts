@@ -4,17 +4,10 @@ import { createClusterContext } from '../../lib/cluster/context.js'
 import { HealthHints, applyHint, type HealthHint } from '../../lib/cluster/health-hints.js'
 import { Target } from '../../lib/upstream/target.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 // generous deadlines: the test machine is shared and slow, the code under test is not timed here
 const SLOW = { commandTimeout: 1000 }
-
-async function until (cond: () => boolean, ms: number): Promise<void> {
-  const start = Date.now()
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
-}
 
 t.test('health hints between two nodes', async (t) => {
   const redis = await startRedis()
@@ -28,7 +21,7 @@ t.test('health hints between two nodes', async (t) => {
   const a = mk('gw-a')
   const b = mk('gw-b')
   t.teardown(async () => { await a.close(); await b.close(); await redis.stop() })
-  await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected && a.ctx.link.up, 3000)
+  await until(() => a.ctx.pubsub.connected && b.ctx.pubsub.connected && a.ctx.link.up, 3000, 'condition', 1)
 
   const onA: HealthHint[] = []
   const onB: Array<HealthHint & { at: number }> = []
@@ -39,7 +32,7 @@ t.test('health hints between two nodes', async (t) => {
   for (let i = 0; i < 20; i++) {
     const start = performance.now()
     t.equal(await a.hints.publish({ upstream: 'users', target: `users-${i}`, kind: i % 2 === 0 ? 'ejected' : 'circuit_open', until: Date.now() + 5000 }), true)
-    await until(() => onB.length === i + 1, 1000)
+    await until(() => onB.length === i + 1, 1000, 'condition', 1)
     lat.push(onB[i].at - start)
   }
   lat.sort((x, y) => x - y)
@@ -54,18 +47,18 @@ t.test('health hints between two nodes', async (t) => {
     t.equal(await a.hints.publish({ upstream: 'u', target: 't', kind: 'ejected', until: Date.now() - 1 }), false)
     const n = onB.length
     await a.hints.publish({ upstream: 'u', target: 'long', kind: 'ejected', until: Date.now() + 3_600_000 })
-    await until(() => onB.length === n + 1, 1000)
+    await until(() => onB.length === n + 1, 1000, 'condition', 1)
     t.ok(onB[n].until <= Date.now() + 10_000, 'capped at maxTtl')
   })
 
   await t.test('malformed messages are ignored', async (t) => {
     const n = onB.length
     const raw = createRedisConnection(redis.url, SLOW)
-    await until(() => raw.status === 'ready', 2000)
+    await until(() => raw.status === 'ready', 2000, 'condition', 1)
     await raw.publish('hh:health', 'garbage')
     await raw.publish('hh:health', JSON.stringify({ upstream: 'u', target: 't', kind: 'healthy', ttl: 100, from: 'x' }))
     await raw.publish('hh:health', JSON.stringify({ upstream: 'u', target: 't', kind: 'ejected', ttl: 100, from: 'x' }))
-    await until(() => onB.length === n + 1, 1000)
+    await until(() => onB.length === n + 1, 1000, 'condition', 1)
     t.equal(onB[n].from, 'x')
     await closeRedisConnection(raw)
   })

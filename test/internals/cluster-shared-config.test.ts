@@ -10,6 +10,7 @@ import { SharedConfigRuntime, pickShared, sharedShapeIssues, type SharedConfigLo
 import { ConfigError, validateConfig, type GatewayConfig } from '../../lib/config/index.js'
 import { GatewayError } from '../../lib/errors.js'
 import { startRedis } from '../helpers/redis.js'
+import { until } from '../helpers/poll.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'fhg-shared-config-'))
 t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
@@ -44,14 +45,6 @@ function nodeConfig (id: string, o: { redis?: string, cluster?: string, snapshot
 }
 
 const targetIds = (c: GatewayConfig): string[] => c.upstreams.api.targets.map((x) => x.id)
-
-async function until (cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 t.test('helpers: the shared keys of an input, and what a PUT body may not hold', async (t) => {
   t.same(Object.keys(pickShared({ node: { id: 'x' }, upstreams: {}, routes: [], admin: {} })), ['upstreams', 'routes'])
@@ -173,11 +166,11 @@ t.test('with a redis-server: boot precedence store -> snapshot -> file', async (
   t.same(b.seen, [['a-file']], 'the store wins over a later node\'s file')
 
   t.same(await a.rt.put(sharedOf(['v2']), 1), { version: 2 })
-  await until(() => b.rt.version === 2)
+  await until(() => b.rt.version === 2, 5000)
   t.same(b.seen.at(-1), ['v2'], 'another node applies a PUT')
   const stale = await b.rt.put(sharedOf(['late']), 1).catch((e: unknown) => e)
   t.equal((stale as GatewayError).code, 'FHG_ERR_CONFIG_CONFLICT')
-  await until(async () => { try { return JSON.parse((await import('node:fs')).readFileSync(snapshotA, 'utf8')).version === 2 } catch { return false } })
+  await until(async () => { try { return JSON.parse((await import('node:fs')).readFileSync(snapshotA, 'utf8')).version === 2 } catch { return false } }, 5000)
 
   // Redis unreachable at boot: the snapshot of the last applied config, else the file
   const deadPort = redis.port + 1 === 6379 ? redis.port + 2 : redis.port + 1

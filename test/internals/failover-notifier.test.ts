@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { WebhookNotifier } from '../../lib/failover/notifier-webhook.js'
 import { FunctionNotifier, LogNotifier, Notifications, type Notifier } from '../../lib/failover/notifier.js'
 import type { FailoverEvent } from '../../lib/failover/events.js'
+import { until } from '../helpers/poll.js'
 
 function retryEvent (i: number): FailoverEvent {
   return { type: 'retry', timestamp: 1000 + i, upstream: 'users', target: `t-${i}`, attempt: 1, reason: 503, delayMs: 0, method: 'GET' }
@@ -20,14 +21,6 @@ async function listen (handler: (req: IncomingMessage, res: ServerResponse, body
   await new Promise((resolve) => server.once('listening', resolve))
   const { port } = server.address() as AddressInfo
   return { server, url: `http://127.0.0.1:${port}/hook` }
-}
-
-async function until (cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 t.test('a hanging webhook: emit returns at once, the queue stays bounded, nothing rejects', async (t) => {
@@ -52,7 +45,7 @@ t.test('a hanging webhook: emit returns at once, the queue stays bounded, nothin
   t.equal(webhook.queued, 50, 'queue bounded at maxQueue')
   t.equal(webhook.dropped, 4950, 'oldest events dropped and counted')
 
-  await until(() => received.length >= 2, 'two POSTs to arrive')
+  await until(() => received.length >= 2, 5000, 'two POSTs to arrive')
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(webhook.active, 2, 'at most `concurrency` POSTs in flight')
   // a third POST may start only once one of the first two timed out (1 s): a machine that stalled that long proves nothing
@@ -60,8 +53,8 @@ t.test('a hanging webhook: emit returns at once, the queue stays bounded, nothin
   else t.comment(`stalled ${(performance.now() - firstAt).toFixed(0)} ms: a POST may have timed out already`)
   t.same(received.slice(0, 2).map((b) => JSON.parse(b)), [retryEvent(4950), retryEvent(4951)], 'the oldest kept events go first')
 
-  await until(() => webhook.failed >= 2, 'the first POSTs to time out')
-  await until(() => received.length >= 4, 'the next POSTs to start')
+  await until(() => webhook.failed >= 2, 5000, 'the first POSTs to time out')
+  await until(() => received.length >= 4, 5000, 'the next POSTs to start')
   t.ok(errors.length >= 2, 'timeouts reported to onError')
   t.match(String(errors[0]), /timed out/)
 
