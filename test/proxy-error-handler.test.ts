@@ -11,17 +11,13 @@ import { startGateway, get } from './helpers/gateway.js'
 
 let live: UpstreamProcess
 let slow: UpstreamProcess
-let deadUrl: string
-let deadUrl2: string
+// refused at once: privileged ports nothing listens on here (a freed ephemeral port could be taken by another
+// process of a busy machine between the kill and the request)
+const deadUrl = 'http://127.0.0.1:1'
+const deadUrl2 = 'http://127.0.0.1:9'
 t.before(async () => {
   live = await startUpstream({ id: 'peh-live' })
   slow = await startUpstream({ id: 'peh-slow' })
-  const dead = await startUpstream({ id: 'peh-dead' })
-  const dead2 = await startUpstream({ id: 'peh-dead2' })
-  deadUrl = dead.url
-  deadUrl2 = dead2.url
-  await dead.kill()
-  await dead2.kill()
 })
 t.teardown(async () => { await Promise.all([live.kill(), slow.kill()]) })
 
