@@ -136,7 +136,7 @@ export class DiscoveryBinder {
       }
       if (holder === undefined) pool.add(t) // config sync rebuilt the pool: the same Target, its state kept
       else if (holder !== t) { b.targets.delete(i.id); continue }
-      t.metadata = i.metadata ?? {}
+      t.setMetadata(i.metadata)
       if (t.weight !== weight) pool.setWeight(i.id, weight)
     }
   }

@@ -8,6 +8,7 @@
 // (applyHint raises `ejectedUntil`, never lowers it), never re-admits one, and never changes
 // the status of the target's active health checks.
 import type { ClusterContext } from './context.js'
+import type { Target } from '../upstream/target.js'
 
 export type HintKind = 'ejected' | 'circuit_open'
 
@@ -91,10 +92,10 @@ export class HealthHints {
 
 /**
  * Apply a hint to a target (lib/upstream/target.ts): keep it out until `hint.until`.
- * Resolves whether eligibility changed (the caller then calls pool.touch(target)).
+ * Resolves whether eligibility changed (the target announced it to its pool).
  */
-export function applyHint (target: { ejectedUntil: number }, hint: HealthHint, now = Date.now()): boolean {
+export function applyHint (target: Pick<Target, 'ejectedUntil' | 'eject'>, hint: HealthHint, now = Date.now()): boolean {
   if (hint.until <= now || hint.until <= target.ejectedUntil) return false
-  target.ejectedUntil = hint.until
+  target.eject(hint.until)
   return true
 }

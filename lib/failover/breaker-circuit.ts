@@ -39,8 +39,6 @@ export const BREAKER_DEFAULTS = {
 export interface BreakerHooks {
   upstream: string
   now?: () => number
-  /** Called after the breaker changed the target's eligibility inputs (pool.touch). */
-  touch?: (target: Target) => void
   onEvent?: (event: CircuitEvent, target: Target) => void
   /**
    * true (default): an unref'd timer moves open -> half_open when the open period ends.
@@ -77,7 +75,6 @@ export class CircuitBreaker {
   private readonly maxOpenDuration: number
   private readonly halfOpenRequests: number
   private readonly now: () => number
-  private readonly touch: (target: Target) => void
   private readonly onEvent: ((event: CircuitEvent, target: Target) => void) | undefined
   private readonly timers: boolean
 
@@ -92,14 +89,11 @@ export class CircuitBreaker {
     this.maxOpenDuration = Math.max(o.maxOpenDuration, o.openDuration)
     this.halfOpenRequests = o.halfOpenRequests
     this.now = hooks.now ?? Date.now
-    this.touch = hooks.touch ?? (() => {})
     this.onEvent = hooks.onEvent
     this.timers = hooks.timers ?? true
     this.strategies.push(new SamplingBreaker(o))
     if (o.consecutiveFailures > 0) this.strategies.push(new ConsecutiveBreaker(o.consecutiveFailures))
-    target.circuit = 'closed'
-    target.halfOpenFull = false
-    target.maxInFlight = o.maxInFlight
+    target.resetCircuit(o.maxInFlight) // the target announces its changes to its pool itself
   }
 
   get state (): Target['circuit'] { return this.target.circuit }
@@ -158,12 +152,7 @@ export class CircuitBreaker {
   dispose (): void {
     clearTimeout(this.timer)
     this.timer = undefined
-    const t = this.target
-    const changed = t.circuit !== 'closed' || t.halfOpenFull
-    t.circuit = 'closed'
-    t.halfOpenFull = false
-    t.maxInFlight = Infinity
-    if (changed) this.touch(t)
+    this.target.resetCircuit(Infinity)
   }
 
   private open (now: number, cause: TripCause): void {
@@ -192,18 +181,12 @@ export class CircuitBreaker {
     this.trialsInFlight = 0
     this.trialsPassed = 0
     for (const s of this.strategies) s.reset()
-    this.target.circuit = state
-    this.target.halfOpenFull = false
-    this.touch(this.target)
+    this.target.setCircuit(state)
   }
 
   /** half_open: the target is eligible only while a trial slot is free. */
   private syncFull (): void {
-    const full = this.trialsInFlight + this.trialsPassed >= this.halfOpenRequests
-    if (full !== this.target.halfOpenFull) {
-      this.target.halfOpenFull = full
-      this.touch(this.target)
-    }
+    this.target.setHalfOpenFull(this.trialsInFlight + this.trialsPassed >= this.halfOpenRequests)
   }
 
   private schedule (ms: number): void {

@@ -36,7 +36,7 @@ export class PoolBreakers {
   ) {
     this.pool = pool
     this.options = options
-    this.hooks = { ...hooks, upstream: pool.name, touch: (t) => { if (t.index >= 0) pool.touch(t) } }
+    this.hooks = { ...hooks, upstream: pool.name }
     for (const t of pool.targets) this.add(t)
     pool.on('change', this.onChange)
   }

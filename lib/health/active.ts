@@ -163,8 +163,7 @@ export class ActiveChecker {
   private track (target: Target): void {
     if (this.entries.has(target)) return
     if (this.options.requireHealthyOnStart === true && target.routableWhenUnknown) {
-      target.routableWhenUnknown = false
-      this.health.pool.touch(target)
+      target.setRoutableWhenUnknown(false)
     }
     const entry: Entry = {
       target,

@@ -142,12 +142,8 @@ export class PoolHealth {
     r.status = to
     r.reason = reason
     r.since = now
-    target.status = to
-    if (to === 'healthy' && this.slowStart > 0 && !(from === 'unknown' && r.boot)) {
-      target.slowStartFrom = now
-      target.slowStartUntil = now + this.slowStart
-    }
-    this.pool.touch(target)
+    // the target announces it to its pool (balancers rebuild once), before the event
+    target.setStatus(to, to === 'healthy' && this.slowStart > 0 && !(from === 'unknown' && r.boot) ? { from: now, until: now + this.slowStart } : undefined)
     this.events.emit({ type: 'transition', upstream: this.upstream, target, from, to, reason, error, at: now })
   }
 
@@ -166,8 +162,7 @@ export class PoolHealth {
     r.ejectedUntil = until
     r.trialSince = 0
     r.totalEjections++
-    target.ejectedUntil = until
-    this.pool.touch(target)
+    target.eject(until)
     this.events.emit({
       type: 'ejected', upstream: this.upstream, target, reason, until, ejectionCount: r.ejectionCount, error, at: now,
     })
@@ -178,8 +173,7 @@ export class PoolHealth {
     const r = this.record(target)
     r.trialSince = now
     r.ejectedUntil = holdUntil
-    target.ejectedUntil = holdUntil
-    this.pool.touch(target)
+    target.eject(holdUntil)
     this.events.emit({ type: 'trial', upstream: this.upstream, target, at: now })
   }
 
@@ -199,8 +193,8 @@ export class PoolHealth {
       r.ejectedUntil = hint.until
       r.trialSince = 0 // a trial in flight no longer decides: the hint holds the target until it ends
     }
-    if (hint.until > target.ejectedUntil) target.ejectedUntil = hint.until
-    this.pool.touch(target)
+    if (hint.until > target.ejectedUntil) target.eject(hint.until)
+    else this.pool.touch(target) // only the record changed: the pool hears of the hint all the same, as before
     this.events.emit({ type: 'hinted', upstream: this.upstream, target, kind: hint.kind, from: hint.from, until: hint.until, at: now })
   }
 
@@ -212,8 +206,7 @@ export class PoolHealth {
     r.passiveFailures = 0
     r.readmittedAt = now
     r.hintUntil = 0
-    target.ejectedUntil = 0
-    this.pool.touch(target)
+    target.readmit()
     this.events.emit({ type: 'readmitted', upstream: this.upstream, target, reason, at: now })
   }
 

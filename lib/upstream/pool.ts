@@ -41,6 +41,7 @@ export class UpstreamPool extends EventEmitter {
     if (this.byId.has(target.id)) throw new GatewayError('TARGET_EXISTS', target.id)
     const next = this._targets.slice()
     target.index = next.length
+    target.setOwner(this)
     next.push(target)
     this.byId.set(target.id, target)
     this._targets = next
@@ -54,6 +55,7 @@ export class UpstreamPool extends EventEmitter {
     const next = this._targets.filter((t) => t !== target)
     for (let i = 0; i < next.length; i++) next[i].index = i
     target.index = -1
+    target.setOwner(undefined)
     this.byId.delete(id)
     this._targets = next
     this.changed({ type: 'removed', target })
@@ -93,7 +95,7 @@ export class UpstreamPool extends EventEmitter {
       if (current === undefined) {
         this.add(spec)
       } else {
-        current.metadata = spec.metadata ?? {}
+        current.setMetadata(spec.metadata)
         this.setWeight(spec.id, spec.weight ?? 1)
       }
     }

@@ -14,9 +14,21 @@ export interface TargetSpec {
 /** Peak-EWMA decay constant (ms). Finagle's PeakEwma default is 10 s. */
 export const DEFAULT_EWMA_TAU_MS = 10_000
 
+/** What a target announces its eligibility changes to: the pool that holds it (UpstreamPool.touch bumps its version). */
+export interface TargetOwner {
+  touch (target: Target): void
+}
+
 /**
  * One upstream target and the live state the balancers read.
  * All per-request updates are O(1) and allocation free.
+ *
+ * The eligibility inputs (status, slow start, circuit, concurrency cap, ejection) are written only
+ * through the narrow methods below (setStatus, setRoutableWhenUnknown, eject, readmit, setCircuit,
+ * setHalfOpenFull, resetCircuit), each of which announces the change to the pool that holds the
+ * target, once, after the fields are written: balancers see the new version, listeners a whole change.
+ * A removed target announces nothing (nothing routes to it). `weight` changes through the pool
+ * (UpstreamPool.setWeight), `metadata` through setMetadata (not an eligibility input: no announcement).
  */
 export class Target {
   readonly id: string
@@ -26,6 +38,8 @@ export class Target {
   metadata: Record<string, unknown>
   /** Position in the owning pool's `targets` array; maintained by the pool. */
   index = -1
+  /** The pool that holds it now; maintained by the pool (undefined once removed). */
+  private owner: TargetOwner | undefined
 
   private _weight: number
   status: TargetStatus = 'unknown'
@@ -65,6 +79,69 @@ export class Target {
     this.origin = parsed.origin
     this._weight = checkWeight(spec.weight ?? 1, spec.id)
     this.metadata = spec.metadata ?? {}
+  }
+
+  /** Called by the pool that adds (`owner`) or removes (undefined) this target. */
+  setOwner (owner: TargetOwner | undefined): void { this.owner = owner }
+
+  /** A health transition; `slowStart`: the weight ramps from 10 % to 100 % between these instants (epoch-ms). */
+  setStatus (status: TargetStatus, slowStart?: { from: number, until: number }): void {
+    this.status = status
+    if (slowStart !== undefined) {
+      this.slowStartFrom = slowStart.from
+      this.slowStartUntil = slowStart.until
+    }
+    this.announce()
+  }
+
+  /** Whether `unknown` counts as routable (false when requireHealthyOnStart). */
+  setRoutableWhenUnknown (routable: boolean): void {
+    this.routableWhenUnknown = routable
+    this.announce()
+  }
+
+  /** Out of traffic until `until` (epoch-ms; passive ejection, a trial's hold, another node's hint). */
+  eject (until: number): void {
+    this.ejectedUntil = until
+    this.announce()
+  }
+
+  /** Back in traffic (no ejection). */
+  readmit (): void {
+    this.ejectedUntil = 0
+    this.announce()
+  }
+
+  /** The breaker entered `state`: its trial slots are free again. */
+  setCircuit (state: CircuitState): void {
+    this.circuit = state
+    this.halfOpenFull = false
+    this.announce()
+  }
+
+  /** half_open: every trial slot taken (not eligible until one ends). Announced only when it changes. */
+  setHalfOpenFull (full: boolean): void {
+    if (full === this.halfOpenFull) return
+    this.halfOpenFull = full
+    this.announce()
+  }
+
+  /** A breaker starts or stops: closed, no trial in flight, this concurrency cap. Announced only when the circuit changes. */
+  resetCircuit (maxInFlight: number): void {
+    const changed = this.circuit !== 'closed' || this.halfOpenFull
+    this.circuit = 'closed'
+    this.halfOpenFull = false
+    this.maxInFlight = maxInFlight
+    if (changed) this.announce()
+  }
+
+  /** Descriptive data (toJSON, the admin status); no balancer reads it, so nothing is announced. */
+  setMetadata (metadata: Record<string, unknown> | undefined): void {
+    this.metadata = metadata ?? {}
+  }
+
+  private announce (): void {
+    this.owner?.touch(this)
   }
 
   get weight (): number { return this._weight }
