@@ -117,7 +117,14 @@ async function main (argv: string[]): Promise<number> {
   if (workers > 1) {
     // one worker of the node: the primary holds what the workers share (lib/workers/)
     const [{ WorkerLink }, { processChannel }] = await Promise.all([import('../lib/workers/worker-link.js'), import('../lib/workers/protocol.js')])
-    const node = await startNode(config, { logger: true, handleSignals: true, worker: new WorkerLink(processChannel(), Number(process.env.FHG_WORKER_SLOT ?? 1)) })
+    let node: Awaited<ReturnType<typeof startNode>>
+    try {
+      node = await startNode(config, { logger: true, handleSignals: true, worker: new WorkerLink(processChannel(), Number(process.env.FHG_WORKER_SLOT ?? 1)) })
+    } catch (err) {
+      // the IPC channel would keep this process alive: exit, so the primary sees the failed boot
+      process.stderr.write(`fastify-ha-gateway: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+      process.exit(1)
+    }
     // the primary is gone (killed): nothing routes connections here any more
     process.once('disconnect', () => { void node.close().finally(() => process.exit(0)) })
     return -1

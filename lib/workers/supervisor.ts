@@ -58,6 +58,8 @@ export class Supervisor {
   #booted = false
   /** The last config change a worker shared: a replacement worker gets it once ready. */
   #config: Shared | undefined
+  /** The last probe result of each target: a worker that starts (a replacement) takes them at once. */
+  readonly #probes = new Map<string, Shared>()
 
   constructor (opts: SupervisorOptions) {
     if (!cluster.isPrimary) throw new Error('Supervisor runs in the primary process')
@@ -139,6 +141,7 @@ export class Supervisor {
         s.ready = true
         this.#roles()
         if (this.#config !== undefined && this.#booted) this.#send(s.worker, { fhg: 1, t: 'share', shared: this.#config, from: 0 })
+        for (const p of this.#probes.values()) this.#send(s.worker, { fhg: 1, t: 'share', shared: p, from: 0 })
         if (!this.#booted && [...this.#slots.values()].every((x) => x.ready) && this.#slots.size === this.#o.workers) {
           const ok = this.#onBoot
           this.#onBoot = undefined
@@ -155,6 +158,8 @@ export class Supervisor {
           const last = this.#config
           if (last?.kind === 'config' && last.version >= m.shared.version) return // an echo, or older
           this.#config = m.shared
+        } else if (m.shared.kind === 'probe') {
+          this.#probes.set(`${m.shared.upstream}\n${m.shared.target}`, m.shared)
         }
         for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'share', shared: m.shared, from: s.slot })
         return
