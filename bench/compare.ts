@@ -117,7 +117,7 @@ async function startCli (key: Key, upstreams: string[], dir: string): Promise<Se
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   // node.workers: every worker forked (pinning and CPU count them all); the warm-up covers their boot
-  while (childrenOf(proc.pid!).length < workersOf(key)) {
+  while (workersOf(key) > 1 && childrenOf(proc.pid!).length < workersOf(key)) {
     if (Date.now() - t0 > 60_000) throw new Error(`${key}: ${workersOf(key)} workers not started after 60 s`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
