@@ -175,3 +175,14 @@ t.test('metrics merge: counters of every worker add up', async (t) => {
   const m = await mergeMetrics(parts)
   t.match(m.text, /hits_total 7/)
 })
+
+t.test('config: node.workers is a number of processes or auto, default 1', async (t) => {
+  const { validateConfig, ConfigError } = await import('../../lib/config/index.js')
+  const base = { upstreams: { u: { targets: [{ id: 'a', url: 'http://127.0.0.1:1' }] } }, routes: [{ path: '/', upstream: 'u' }] }
+  t.equal(validateConfig(base).node.workers, 1, 'default: one process, as before')
+  t.equal(validateConfig({ ...base, node: { workers: 4 } }).node.workers, 4)
+  t.equal(validateConfig({ ...base, node: { workers: 'auto' } }).node.workers, 'auto')
+  for (const bad of [0, 'many', 1.5]) {
+    t.throws(() => validateConfig({ ...base, node: { workers: bad } }), ConfigError, `${String(bad)} is refused`)
+  }
+})
