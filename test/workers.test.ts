@@ -8,6 +8,7 @@ import { Agent, request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
 import { startCliNode, until, type CliNode } from './helpers/node.js'
+import { startRedis } from './helpers/redis.js'
 
 t.setTimeout(600_000) // three worker processes and three upstreams compiled by tsx: minutes on a busy machine
 const dir = mkdtempSync(join(tmpdir(), 'fhg-workers-'))
@@ -101,7 +102,8 @@ t.test('status lists both workers (pid, uptime, in flight) of one node, and both
 t.test('an exact limit of 50 holds across both workers without Redis: 50 of 300 pass', async (t) => {
   odd.length = 0
   const codes = await sendAll('/limited/x', 300)
-  t.equal(codes.filter((c) => c === 200).length, 50, `exactly 50 allowed ${odd.join('; ')}`)
+  const storeLines = node.log.filter((l) => /store|degraded/i.test(l)).slice(0, 3).join('\n')
+  t.equal(codes.filter((c) => c === 200).length, 50, `exactly 50 allowed ${odd.join('; ')} ${storeLines}`)
   t.equal(codes.filter((c) => c === 429).length, 250, 'the rest refused')
 })
 
@@ -210,4 +212,47 @@ t.test('SIGTERM drains every worker and exits 0', async (t) => {
   t.equal(signal, null)
   t.equal(code, 0, 'the primary exits 0 once every worker drained')
   t.equal(node.log.filter((l) => l.includes('shutting down: draining"')).length, 2, 'both workers drained')
+})
+
+t.test('with Redis: the cluster sees one member for the node, and limits go to Redis, exact', async (t) => {
+  const redis = await startRedis()
+  t.teardown(async () => { await redis.stop() })
+  const file = join(dir, 'workers-redis.yaml')
+  writeFileSync(file, `
+node: { id: gw-workers-redis, port: 0, workers: 2 }
+cluster: { name: workers-redis, redis: ${redis.url}, heartbeatInterval: 500ms }
+upstreams:
+  api: { targets: [{ id: api-1, url: ${ups[0].url} }] }
+routes:
+  - { path: /limited, upstream: api, rateLimit: { algorithm: fixed_window, limit: 30, window: 60s, key: route } }
+admin: { token: ${TOKEN} }
+drain: { delay: 0ms, timeout: 5s }
+`)
+  const rnode = await startCliNode(file, { id: 'gw-workers-redis', timeout: 90_000 })
+  t.teardown(async () => { await rnode.kill('SIGKILL') })
+  await until('every worker listens', () => rnode.log.some((l) => l.includes('every worker listens')), 60_000)
+  t.ok(rnode.log.some((l) => l.includes('"limits":"redis"')), 'the primary holds no counters')
+  const nodes = new Set<string>()
+  await until('a heartbeat of the node', async () => {
+    const c = await get(`${rnode.address}/gateway/cluster`, { ...auth, dispatcher: fresh, reset: true })
+    for (const n of (c.body?.nodes ?? []) as Array<{ id: string }>) nodes.add(n.id)
+    return c.status === 200 && (c.body.nodes as unknown[]).length >= 1
+  }, 20_000)
+  for (let i = 0; i < 6; i++) {
+    const c = await get(`${rnode.address}/gateway/cluster`, { ...auth, dispatcher: fresh, reset: true })
+    t.equal((c.body.nodes as unknown[]).length, 1, `answer ${i + 1}: one member`)
+    for (const n of c.body.nodes as Array<{ id: string }>) nodes.add(n.id)
+  }
+  t.same([...nodes], ['gw-workers-redis'], 'the node\'s id, whichever worker heartbeats')
+  const codes: number[] = []
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (codes.length < 100) {
+      const r = await request(`${rnode.address}/limited/r`, { dispatcher: fresh, reset: true })
+      await r.body.dump()
+      codes.push(r.statusCode)
+    }
+  }))
+  t.equal(codes.filter((c) => c === 200).length, 30, 'exactly 30 allowed, counted in Redis')
+  rnode.child.kill('SIGTERM')
+  t.equal((await rnode.exit).code, 0, 'drains and exits 0')
 })

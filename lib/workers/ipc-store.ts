@@ -12,7 +12,7 @@ import type { Decision, LimitRule, RateLimitStore } from '../ratelimit/types.js'
 import { fromGrantTuple, refundCall, takeCall, type Channel, type GrantTuple, type PrimaryMessage, type RateLimitCall, type WorkerMessage } from './protocol.js'
 
 export interface IpcStoreOptions {
-  /** ms a batch waits for the primary's answer before it fails (default 1000: the primary is on this host). */
+  /** ms a batch waits for the primary's answer before it fails (default 5000: the primary is on this host, a stall of the host is no outage). */
   timeout?: number
 }
 
@@ -44,7 +44,7 @@ export class IpcStore implements RateLimitStore, GrantSource {
 
   constructor (channel: Channel<WorkerMessage, PrimaryMessage>, opts: IpcStoreOptions = {}) {
     this.#channel = channel
-    this.timeout = opts.timeout ?? 1000
+    this.timeout = opts.timeout ?? 5000
     this.#off = channel.onMessage((m) => { if (m.t === 'rl') this.#answer(m.id, m.grants) })
   }
 

@@ -109,6 +109,8 @@ export class Supervisor {
     const s: Slot = { slot, worker, ready: false, startedAt: Date.now(), prober: false }
     this.#slots.set(slot, s)
     worker.on('message', (m: unknown) => { if (isWorkerMessage(m)) this.#receive(s, m) })
+    // a send to a worker that is exiting fails (EPIPE) as an event: the exit handler deals with the worker
+    worker.on('error', (err: Error) => { if (!this.#stopping) this.#o.log.warn({ worker: slot, err: err.message }, 'worker channel error') })
     worker.once('exit', (code: number | null, signal: string | null) => { this.#exited(s, code, signal) })
   }
 
