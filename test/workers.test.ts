@@ -7,7 +7,8 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
-import { startCliNode, until, type CliNode } from './helpers/node.js'
+import { startCliNode, type CliNode } from './helpers/node.js'
+import { until as poll } from './helpers/poll.js'
 import { startRedis } from './helpers/redis.js'
 
 t.setTimeout(600_000) // three worker processes and three upstreams compiled by tsx: minutes on a busy machine
@@ -17,6 +18,8 @@ const auth = { headers: { authorization: `Bearer ${TOKEN}` } }
 // the primary hands each connection to the next worker: requests go with `Connection: close` (a fresh one each),
 // and a connection lost in transit to a killed worker fails in seconds, not undici's default 300 s
 const fresh = new Agent({ connections: 64, headersTimeout: 10_000, bodyTimeout: 10_000 })
+/** Poll `fn` until true (helpers/poll.ts, the label first). */
+const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 10_000, every = 20): Promise<number> => await poll(fn, ms, what, every)
 /** Bodies of unexpected answers, for the failure messages. */
 const odd: string[] = []
 
