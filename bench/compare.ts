@@ -9,11 +9,12 @@
 // Env (or --key=value flags, e.g. --rounds=3): BENCH_ROUNDS (5), BENCH_DURATION (s, 5), BENCH_CONNECTIONS (64),
 //   BENCH_WARMUP (s per setup, 3), BENCH_RATE_SECONDS (s per setup at half rate, 5; 0: skip),
 //   BENCH_SETUPS (comma list, default reply-from,http-proxy,cli,cli-off,startnode; also cli-file: access log to a
-//   file), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
+//   file, and workers-1, workers-2, workers-4: the CLI's default config with node.workers N, its CPU summed over the
+//   primary and every worker, pinned to N cores of its own when pinning is on), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
 //   worker threads; default 2 when pinned, else 0), BENCH_CLI (tsx: bin/*.ts through tsx, default; dist: the built
 //   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import os from 'node:os'
 import { join } from 'node:path'
@@ -40,8 +41,11 @@ const CLI_MODE = env.BENCH_CLI === 'dist' ? 'dist' : 'tsx'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 
-type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode'
+type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode' | 'workers-1' | 'workers-2' | 'workers-4'
 const ABOUT: Record<Key, string> = {
+  'workers-1': 'gateway via the CLI, node.workers: 1 (default config)',
+  'workers-2': 'gateway via the CLI, node.workers: 2 (CPU of the primary and both workers)',
+  'workers-4': 'gateway via the CLI, node.workers: 4 (CPU of the primary and every worker)',
   'reply-from': 'bare Fastify + @fastify/reply-from (round robin in getUpstream)',
   'http-proxy': '@fastify/http-proxy (one upstream)',
   cli: 'gateway via the CLI, default config (access log to stdout = /dev/null)',
@@ -57,12 +61,33 @@ interface Server { pid: number, url: string, stop (): Promise<void> }
 interface Run { rps: number, cpu: number, p99: number, bad: number }
 interface Setup { key: Key, server: Server, runs: Run[], rate?: RateResult }
 
-/** CPU seconds (user + system, all threads) of a process so far. */
+/** CPU seconds (user + system, all threads) of a process so far, and of its child processes (node.workers). */
 function cpuSeconds (pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ') // fields from the 3rd on: utime is the 14th, stime the 15th
-  return (Number(f[11]) + Number(f[12])) / TICK
+  let total = 0
+  for (const p of [pid, ...childrenOf(pid)]) {
+    let s: string
+    try { s = readFileSync(`/proc/${p}/stat`, 'utf8') } catch { continue } // exited meanwhile
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ') // fields from the 3rd on: utime is the 14th, stime the 15th
+    total += (Number(f[11]) + Number(f[12])) / TICK
+  }
+  return total
 }
+
+/** Live child processes of `pid` (a node.workers primary's workers); none for a single process. */
+function childrenOf (pid: number): number[] {
+  const out: number[] = []
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    try {
+      const s = readFileSync(`/proc/${d}/stat`, 'utf8')
+      if (Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d))
+    } catch {}
+  }
+  return out
+}
+
+/** node.workers of a workers-N setup, else 0. */
+const workersOf = (key: Key): number => key.startsWith('workers-') ? Number(key.slice('workers-'.length)) : 0
 
 const mine = new Set<ChildProcess>()
 process.on('exit', () => { for (const p of mine) p.kill('SIGKILL') })
@@ -73,6 +98,7 @@ async function startCli (key: Key, upstreams: string[], dir: string): Promise<Se
   const config: Record<string, unknown> = { ...gatewayConfig(upstreams, port), node: { id: `bench-${key}`, host: '127.0.0.1', port } }
   if (key === 'cli-off') config.log = { requests: 'off' }
   if (key === 'cli-file') config.log = { destination: join(dir, 'access.log') }
+  if (workersOf(key) > 0) config.node = { ...(config.node as object), workers: workersOf(key) }
   const file = join(dir, `${key}.yaml`)
   writeFileSync(file, JSON.stringify(config, null, 2)) // JSON is YAML
   const args = CLI_MODE === 'dist'
@@ -88,6 +114,11 @@ async function startCli (key: Key, upstreams: string[], dir: string): Promise<Se
     if (proc.exitCode !== null) throw new Error(`${key}: the CLI exited ${proc.exitCode}`)
     try { if ((await fetch(`${url}/health`)).status === 200) break } catch {}
     if (Date.now() - t0 > 60_000) throw new Error(`${key}: not listening after 60 s`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  // node.workers: every worker forked (pinning and CPU count them all); the warm-up covers their boot
+  while (workersOf(key) > 1 && childrenOf(proc.pid!).length < workersOf(key)) {
+    if (Date.now() - t0 > 60_000) throw new Error(`${key}: ${workersOf(key)} workers not started after 60 s`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   return {
@@ -142,14 +173,20 @@ async function main (): Promise<void> {
   const upstreams = upChildren.map((u) => u.url)
   const setups: Setup[] = []
   for (const key of KEYS) setups.push({ key, server: await startSetup(key, upstreams, dir), runs: [] })
+  // a workers-N setup needs N cores of its own (from core 2; one setup runs at a time) and the generator some more
+  const maxWorkers = Math.max(0, ...setups.map((s) => workersOf(s.key)))
+  if (PIN && 2 + maxWorkers + 2 > CORES) say(`!! ${CORES} cores: workers-${maxWorkers} shares its cores with the load generator`)
   if (PIN) {
     // upstreams on cores 0 and 1, each proxy on its own core from 2 (one runs at a time: sharing when short), the
     // load generator on the rest
-    const proxyCores = Math.max(1, Math.min(setups.length, CORES - 4))
+    const proxyCores = Math.max(1, Math.min(setups.length, CORES - 4), Math.min(maxWorkers, CORES - 4))
+    const coresOf = (s: Setup, i: number): string => workersOf(s.key) > 0
+      ? `2-${2 + Math.min(workersOf(s.key), proxyCores) - 1}` // the primary and its workers on N cores
+      : String(2 + (i % proxyCores))
     upChildren.forEach((u, i) => { pin(u.pid, String(i)) })
-    setups.forEach((s, i) => { pin(s.server.pid, String(2 + (i % proxyCores))) })
+    setups.forEach((s, i) => { for (const p of [s.server.pid, ...childrenOf(s.server.pid)]) pin(p, coresOf(s, i)) })
     pin(process.pid, `${2 + proxyCores}-${CORES - 1}`)
-    say(`pinned: upstreams 0,1; ${setups.map((s, i) => `${s.key} ${2 + (i % proxyCores)}`).join(', ')}; load generator ${2 + proxyCores}-${CORES - 1}`)
+    say(`pinned: upstreams 0,1; ${setups.map((s, i) => `${s.key} ${coresOf(s, i)}`).join(', ')}; load generator ${2 + proxyCores}-${CORES - 1}`)
   }
   for (const s of setups) {
     const res = await fetch(`${s.server.url}/bench?x=1`)

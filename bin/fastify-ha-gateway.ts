@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The CLI: `fastify-ha-gateway validate|start --config gateway.yaml`.
+import os from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssue, loadConfigFile, optionsTableMarkdown, type GatewayConfig } from '../lib/config/index.js'
 
@@ -104,12 +105,76 @@ async function main (argv: string[]): Promise<number> {
     process.stdout.write(`ok: ${file}\n${summarize(config)}\n`)
     return 0
   }
+  const workers = workerCount(config)
+  if (workers > 1) {
+    const cluster = (await import('node:cluster')).default
+    if (cluster.isPrimary) return await runPrimary(config, workers)
+  }
   // imported here so `validate` needs neither fastify nor the plugins; the V8 flag must come first
   const { tuneV8ForProxying } = await import('../lib/v8-tuning.js')
   tuneV8ForProxying()
   const { startNode } = await import('../plugins/gateway.js')
+  if (workers > 1) {
+    // one worker of the node: the primary holds what the workers share (lib/workers/)
+    const [{ WorkerLink }, { processChannel }] = await Promise.all([import('../lib/workers/worker-link.js'), import('../lib/workers/protocol.js')])
+    let node: Awaited<ReturnType<typeof startNode>>
+    try {
+      node = await startNode(config, { logger: true, handleSignals: true, worker: new WorkerLink(processChannel(), Number(process.env.FHG_WORKER_SLOT ?? 1)) })
+    } catch (err) {
+      // the IPC channel would keep this process alive: exit, so the primary sees the failed boot
+      process.stderr.write(`fastify-ha-gateway: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
+      process.exit(1)
+    }
+    // the primary is gone (killed): nothing routes connections here any more
+    process.once('disconnect', () => { void node.close().finally(() => process.exit(0)) })
+    return -1
+  }
   await startNode(config, { logger: true, handleSignals: true })
   return -1 // running: signals end the process
+}
+
+/** node.workers: a number, or `auto` (the cores this process may use). */
+function workerCount (config: GatewayConfig): number {
+  const w = config.node.workers
+  return w === 'auto' ? os.availableParallelism() : w
+}
+
+/**
+ * The primary of a node of N workers: forks them (one listening port, node:cluster), serves no HTTP,
+ * replaces a worker that dies, and on SIGTERM/SIGINT drains every worker and exits 0 once all exited 0.
+ */
+async function runPrimary (config: GatewayConfig, workers: number): Promise<number> {
+  const [{ Supervisor }, { pino }] = await Promise.all([import('../lib/workers/supervisor.js'), import('pino')])
+  const log = pino({ level: config.log.level === 'silent' ? 'silent' : config.log.level, base: { pid: process.pid, role: 'primary' } })
+  const sup = new Supervisor({
+    workers,
+    log,
+    // every worker is the same node: one id (a derived one is the primary's), one cluster member
+    env: { GATEWAY_NODE_ID: config.node.id },
+    limits: config.cluster.redis === undefined,
+    killAfter: config.drain.delay + config.drain.timeout + 5000,
+  })
+  let stopping: Promise<number> | undefined
+  const onSignal = (signal: NodeJS.Signals): void => {
+    log.info({ signal, workers: sup.workers }, 'shutting down: draining every worker')
+    stopping ??= sup.stop('SIGTERM')
+    void stopping.then((code) => {
+      log.info({ code }, 'every worker exited')
+      log.flush()
+      process.exit(code)
+    })
+  }
+  process.once('SIGTERM', onSignal)
+  process.once('SIGINT', onSignal)
+  log.info({ workers, limits: config.cluster.redis === undefined ? 'primary' : 'redis' }, 'starting workers')
+  try {
+    await sup.start()
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'the node did not start')
+    return 1
+  }
+  log.info({ workers }, 'every worker listens')
+  return -1
 }
 
 main(process.argv.slice(2)).then((code) => {

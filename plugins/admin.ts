@@ -27,6 +27,8 @@ export interface AdminOptions {
   nodeId?: string
   /** Config version shown by the status route (the cluster plugin updates it). */
   configVersion?: () => number
+  /** node.workers: more fields of the status route (the node's workers: pid, uptime, in flight). */
+  statusExtra?: () => Promise<Record<string, unknown>>
 }
 
 /** What an admin write did, for its audit line (set by the route, logged once the answer is sent). */
@@ -77,6 +79,7 @@ async function adminPlugin (fastify: FastifyInstance, opts: AdminOptions): Promi
       configVersion: opts.configVersion?.() ?? cluster?.config.version ?? 0,
       ...(refused === undefined ? {} : { configRefused: refused }),
       upstreams: withHealth(fastify),
+      ...(opts.statusExtra === undefined ? {} : await opts.statusExtra()),
     }
   })
 

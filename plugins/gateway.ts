@@ -22,8 +22,17 @@ import { addAccessLog, GatewayLogController, nodeLog, type NodeLog } from './nod
 import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 import { PROXIED_METHODS } from '../lib/routes/methods.js'
+import workers from './workers.js'
+import { createWorkerStores } from '../lib/workers/ipc-store.js'
+import { WorkerProbes } from '../lib/workers/probes.js'
+import type { WorkersStatus } from '../lib/workers/protocol.js'
+import type { WorkerLink } from '../lib/workers/worker-link.js'
 
-export type GatewayOptions = GatewayConfigInput | { config: GatewayConfig }
+export type GatewayOptions = GatewayConfigInput | {
+  config: GatewayConfig
+  /** This process is one worker of a `node.workers` node (the CLI sets it; lib/workers/). */
+  worker?: WorkerLink
+}
 
 export { toUpstreamSpecs, toFailoverSpecs }
 
@@ -34,6 +43,7 @@ export { toUpstreamSpecs, toFailoverSpecs }
  */
 async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): Promise<void> {
   const config = 'config' in opts && isNormalizedConfig(opts.config) ? opts.config : validateConfig(stripFastifyOpts(opts))
+  const worker = 'config' in opts && 'worker' in opts ? opts.worker : undefined
 
   // node.timeouts and node.maxConnections: slow and greedy clients are cut by the server itself
   const limits = { ...config.node.timeouts, maxConnections: config.node.maxConnections }
@@ -43,7 +53,11 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
     fastify.addHook('onRequest', (request, _reply, done) => { armBodyIdle(request.raw, bodyMs); done() })
   }
 
-  if (config.metrics.enabled) await fastify.register(metrics, { path: config.metrics.path, token: config.metrics.token, listen: config.metrics.listen })
+  if (config.metrics.enabled) {
+    // node.workers: one scrape answers for the whole node (the primary merges every worker's registry)
+    const scrape = worker === undefined ? undefined : async () => await worker.gather('metrics') as { text: string, contentType: string }
+    await fastify.register(metrics, { path: config.metrics.path, token: config.metrics.token, listen: config.metrics.listen, scrape })
+  }
   // The registration order of the suite, in one place:
   // cluster first (the others subscribe to its config watch when they register: the load balancer's upstreams switch
   // before the route table below, every other watcher after), then the load balancer (its bad-path check is the first
@@ -68,17 +82,33 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // routes carry rateLimit.default already (normalize folds it in); the plugin's own default would also hit admin/health/metrics
   const { default: _default, ...rateLimitOptions } = config.rateLimit
   // rateLimit.trustProxy, when set, wins for the limiter's client IP; else node.trustProxy
-  await fastify.register(rateLimit, { ...rateLimitOptions, trustProxy: rateLimitOptions.trustProxy ?? config.node.trustProxy, clusterName: config.cluster.name })
-  await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain })
+  // node.workers without Redis: the primary holds the counters, so limits stay exact across workers
+  const ipc = worker !== undefined && !fastify.cluster.redisEnabled ? createWorkerStores(worker.channel) : undefined
+  if (ipc !== undefined) fastify.addHook('onClose', async () => { await ipc.close() })
+  await fastify.register(rateLimit, {
+    ...rateLimitOptions,
+    trustProxy: rateLimitOptions.trustProxy ?? config.node.trustProxy,
+    clusterName: config.cluster.name,
+    ...(ipc === undefined ? {} : { store: ipc.exact, leaseStore: ipc.lease }),
+  })
+  // node.workers: active probes once per node (one worker probes and shares)
+  await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain, probeCoordinator: worker === undefined ? undefined : new WorkerProbes(worker) })
   await fastify.register(clusterHealth) // hints between nodes' health checks; healthCheck options applied at run time
   await fastify.register(discovery, { upstreams: config.upstreams, interval: config.cluster.heartbeatInterval })
-  await fastify.register(admin, { prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, nodeId: config.node.id })
+  await fastify.register(admin, {
+    prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, nodeId: config.node.id,
+    statusExtra: worker === undefined ? undefined : async () => {
+      const s = await worker.gather('status') as WorkersStatus
+      return { workers: s.workers, workersReplaced: s.replaced }
+    },
+  })
   // cluster metrics in the heartbeat, alerts (one evaluator per cluster), the dashboard
   await fastify.register(monitor, {
     prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, alerts: config.alerts,
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
   })
   await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
+  if (worker !== undefined) await fastify.register(workers, { link: worker })
   // Fastify does not route upgrades: the configured routes take them here (lib/proxy/upgrade.ts)
   onUpgrade(fastify, routes)
 
@@ -128,6 +158,8 @@ export interface StartNodeOptions {
   logger?: FastifyServerOptions['logger']
   /** Install SIGTERM/SIGINT handlers that drain and exit 0 (the CLI does). Default false. */
   handleSignals?: boolean
+  /** This process is one worker of a `node.workers` node (the CLI sets it). */
+  worker?: WorkerLink
 }
 
 /** Boot one gateway node from a validated config and listen on node.host:node.port. */
@@ -149,7 +181,7 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
   if (log !== undefined && config.log.requests === 'access') addAccessLog(app, log.destination)
   let address: string
   try {
-    await app.register(gateway, { config })
+    await app.register(gateway, opts.worker === undefined ? { config } : { config, worker: opts.worker })
     address = await app.listen({ host: config.node.host, port: config.node.port })
   } catch (err) {
     await app.close().catch(() => {}) // a failed boot (a taken port) leaves no timer or listener behind

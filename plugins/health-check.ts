@@ -14,6 +14,11 @@ export interface HealthCheckPluginOptions {
   drain?: { delay?: number }
   healthPath?: string
   readyPath?: string
+  /**
+   * The node's own coordinator (node.workers: only one worker probes): every upstream's active checks share
+   * through it, before the cluster's (an upstream with `active.shared` and Redis). Absent: as without workers.
+   */
+  probeCoordinator?: ProbeCoordinator
 }
 
 export interface GatewayHealth {
@@ -57,6 +62,7 @@ async function healthCheckPlugin (fastify: FastifyInstance, opts: HealthCheckPlu
     upstreams: lb.upstreams,
     registry,
     options: opts.upstreams,
+    probeCoordinator: opts.probeCoordinator,
     recoveryActions: opts.recoveryActions,
     onProbe: metrics?.onProbe,
     onCloseError: (err) => { fastify.log.warn({ err }, 'closing health checks failed') },

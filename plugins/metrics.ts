@@ -21,6 +21,8 @@ export interface MetricsOptions {
   listen?: string
   /** Failed authentications allowed per client IP before 429 (default 5 per second). */
   throttle?: AuthThrottleOptions
+  /** What a scrape answers instead of this registry alone (node.workers: every worker's metrics, merged). */
+  scrape?: () => Promise<{ text: string, contentType: string }>
 }
 
 async function metricsPlugin (fastify: FastifyInstance, opts: MetricsOptions): Promise<void> {
@@ -33,7 +35,13 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsOptions): P
   if (problem !== undefined) throw new ConfigError([{ path: 'metrics.token', message: problem }])
   const server = opts.listen === undefined ? fastify : ownListener(fastify, opts.listen, 'metrics.listen')
   const onRequest = token === undefined ? undefined : bearerGuard(token, { what: 'metrics', throttle: opts.throttle })
+  const scrape = opts.scrape
   server.get(path, { logLevel: 'warn', ...(onRequest === undefined ? {} : { onRequest }) }, async (_request, reply) => {
+    if (scrape !== undefined) {
+      const m = await scrape()
+      reply.type(m.contentType)
+      return m.text
+    }
     reply.type(registry.contentType)
     return await registry.metrics()
   })

@@ -7,6 +7,7 @@ import type { ProbeResult } from './probe.js'
 import type { ProbeCoordinator, ProbeSample } from './active.js'
 import type { HealthRegistry } from './registry.js'
 import type { RecoveryAction } from './recovery.js'
+import { chainCoordinators } from '../workers/probes.js'
 import { createHealth, type Health, type HealthCheckOptions, type HintOutcome, type RemoteHint } from './index.js'
 
 /** `upstreams.<name>.healthCheck` as the config gives it (normalized) or code writes it (ms). */
@@ -32,6 +33,11 @@ export interface HealthSupervisorOptions {
   onProbe?: (sample: ProbeSample) => void
   /** A check that failed to close (logged by the caller). */
   onCloseError?: (err: unknown) => void
+  /**
+   * The node's own coordinator (node.workers: only one worker probes): every upstream's active checks share
+   * through it, before the cluster's (an upstream with `active.shared` and Redis). Absent: as without workers.
+   */
+  probeCoordinator?: ProbeCoordinator
 }
 
 interface Check { health: Health, observer: TryObserver, entry: UpstreamEntry }
@@ -124,12 +130,17 @@ export class HealthSupervisor {
     if (!keepState) this.detach(entry.name)
     const cfg = this.options.get(entry.name) ?? {}
     const action = this.o.recoveryActions?.[entry.name]
+    const nodeWide = this.o.probeCoordinator
+    const active = cfg.active === undefined || (entry.tls === undefined && nodeWide === undefined)
+      ? cfg.active
+      : { ...cfg.active, ...(entry.tls === undefined ? {} : { tls: entry.tls }), ...(nodeWide === undefined ? {} : { shared: true }) }
+    const coordinator = nodeWide === undefined ? this.coordinator : chainCoordinators(nodeWide, cfg.active?.shared === true ? this.coordinator : undefined)
     const health = createHealth(entry.pool, {
-      active: cfg.active === undefined || entry.tls === undefined ? cfg.active : { ...cfg.active, tls: entry.tls },
+      active,
       passive: cfg.passive === undefined ? undefined : { ...cfg.passive, failureStatuses: expandStatuses(cfg.passive.failureStatuses) },
       slowStart: cfg.slowStart,
       recovery: cfg.recovery === undefined ? undefined : { ...cfg.recovery, action },
-    }, { registry: this.o.registry, onProbe: this.o.onProbe, coordinator: this.coordinator })
+    }, { registry: this.o.registry, onProbe: this.o.onProbe, coordinator })
     const observer: TryObserver = {
       onTryStart: health.onRequestStart,
       onTryEnd (target, r, now) {

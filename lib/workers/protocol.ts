@@ -1,0 +1,99 @@
+// The messages between the primary of a `node.workers` node and its workers (node:cluster IPC, JSON).
+//
+// Every message carries `fhg: 1`, so an app's own cluster messages pass by untouched. Rate-limit calls
+// travel as tuples, not objects: one IPC message carries a whole tick's batch, and tuples keep it short.
+import type { Algorithm, LimitRule } from '../ratelimit/types.js'
+import type { Grant } from '../ratelimit/grant.js'
+import type { ProbeResult } from '../health/probe.js'
+import type { HintKind } from '../health/events.js'
+
+/** take: [0, key, algorithm, limit, window, want, min]; refund: [1, key, algorithm, limit, window, units, epoch]. */
+export type RateLimitCall =
+  | readonly [op: 0, key: string, algorithm: Algorithm, limit: number, window: number, want: number, min: number]
+  | readonly [op: 1, key: string, algorithm: Algorithm, limit: number, window: number, units: number, epoch: number]
+
+/** A grant as the primary answers a take: [allowed 0|1, remaining, resetMs, retryAfterMs, granted, epoch]; a refund: 0. */
+export type GrantTuple = readonly [allowed: 0 | 1, remaining: number, resetMs: number, retryAfterMs: number, granted: number, epoch: number]
+
+/** What one worker tells every other worker of its node (through the primary). */
+export type Shared =
+  | { kind: 'probe', upstream: string, target: string, result: ProbeResult }
+  | { kind: 'hint', upstream: string, target: string, hint: HintKind, until: number }
+  | { kind: 'config', version: number, config: unknown }
+
+/** What the primary gathers from every worker for one answer of the node. */
+export type GatherWhat = 'metrics' | 'status'
+
+/** A worker's own part of {admin}/status. */
+export interface WorkerStatus {
+  slot: number
+  pid: number
+  uptimeSeconds: number
+  /** Proxied requests in flight in this worker. */
+  inFlight: number
+}
+
+export type WorkerMessage =
+  | { fhg: 1, t: 'ready' }
+  | { fhg: 1, t: 'rl', id: number, calls: RateLimitCall[] }
+  | { fhg: 1, t: 'share', shared: Shared }
+  | { fhg: 1, t: 'gather', id: number, what: GatherWhat }
+  | { fhg: 1, t: 'report', id: number, data: unknown }
+
+export type PrimaryMessage =
+  | { fhg: 1, t: 'rl', id: number, grants: Array<GrantTuple | 0> }
+  | { fhg: 1, t: 'role', slot: number, prober: boolean }
+  | { fhg: 1, t: 'share', shared: Shared, from: number }
+  | { fhg: 1, t: 'collect', id: number, what: GatherWhat }
+  | { fhg: 1, t: 'gathered', id: number, data?: unknown, error?: string }
+
+/** The node's status as the primary assembles it: every worker and how many were replaced. */
+export interface WorkersStatus {
+  workers: WorkerStatus[]
+  /** Workers that died and were replaced since the node started. */
+  replaced: number
+}
+
+export function isWorkerMessage (m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && (m as { fhg?: unknown }).fhg === 1 && typeof (m as { t?: unknown }).t === 'string'
+}
+export const isPrimaryMessage = isWorkerMessage as (m: unknown) => m is PrimaryMessage
+
+export function takeCall (key: string, rule: LimitRule, want: number, min: number): RateLimitCall {
+  return [0, key, rule.algorithm, rule.limit, rule.window, want, min]
+}
+
+export function refundCall (key: string, rule: LimitRule, units: number, epoch: number): RateLimitCall {
+  return [1, key, rule.algorithm, rule.limit, rule.window, units, epoch]
+}
+
+export function toGrantTuple (g: Grant): GrantTuple {
+  return [g.allowed ? 1 : 0, g.remaining, g.resetMs, g.retryAfterMs, g.granted, g.epoch]
+}
+
+export function fromGrantTuple (t: GrantTuple): Grant {
+  return { allowed: t[0] === 1, remaining: t[1], resetMs: t[2], retryAfterMs: t[3], granted: t[4], epoch: t[5] }
+}
+
+/** The rule a call names (leaseSize plays no part in the primary: the worker's LeaseStore sizes its slices). */
+export function ruleOf (c: RateLimitCall): LimitRule {
+  return { algorithm: c[2], limit: c[3], window: c[4] }
+}
+
+/** A worker's end of the IPC: `process` in a cluster worker; tests give a fake. */
+export interface Channel<Out, In> {
+  send (msg: Out): void
+  onMessage (fn: (msg: In) => void): () => void
+}
+
+/** The worker side of the cluster IPC channel (process.send / process.on('message')). */
+export function processChannel (): Channel<WorkerMessage, PrimaryMessage> {
+  return {
+    send (msg) { process.send?.(msg) },
+    onMessage (fn) {
+      const on = (m: unknown): void => { if (isPrimaryMessage(m)) fn(m) }
+      process.on('message', on)
+      return () => { process.off('message', on) }
+    },
+  }
+}
