@@ -9,6 +9,7 @@ import { MemoryStore } from '../lib/ratelimit/memory-store.js'
 import { StoreGuard } from '../lib/ratelimit/outage.js'
 import type { LimitRule } from '../lib/ratelimit/types.js'
 import { startRedis } from './helpers/redis.js'
+import { FakeClock } from './helpers/fake-clock.js'
 
 const rule: LimitRule = { algorithm: 'fixed_window', limit: 2, window: 3_600_000 }
 const busy = (ms: number): void => { const end = performance.now() + ms; while (performance.now() < end); }
@@ -39,6 +40,28 @@ t.test('a store that never answers fails at the deadline on an idle loop, and wi
   t.ok(stalled >= 30, 'still a timeout, later')
   t.equal(deadlineCap(50), 200)
   t.equal(deadlineCap(150), 300, 'stretched by 150 ms at most')
+})
+
+t.test('a stall of this process that ends before the deadline is due is not charged (fake clock)', async (t) => {
+  const clock = new FakeClock(1000)
+  let expired: number | undefined
+  const d = new Deadline(50, (w) => { expired = w }, clock)
+  await clock.advance(10)
+  await clock.stall(35) // starved from 10 to 45 ms: the deadline's own timer (due at 50) fires on time
+  await clock.advance(15)
+  t.equal(expired, undefined, 'not at 60 ms: 35 ms of the wait were this process\'s')
+  t.ok(d.charged() < 50, `charged ${d.charged()} ms of 60`)
+  await clock.advance(40)
+  t.ok(expired !== undefined && expired >= 80 && expired <= 90, `expired after 50 ms charged (at ${expired} ms)`)
+})
+
+t.test('a hung store on a loop that never runs on time still fails within deadlineCap and one more turn (fake clock)', async (t) => {
+  const clock = new FakeClock(0)
+  let expired: number | undefined
+  const d = new Deadline(50, (w) => { expired = w }, clock)
+  for (let i = 0; i < 60 && expired === undefined; i++) await clock.stall(20) // every tick late
+  t.ok(expired !== undefined && expired >= deadlineCap(50) && expired <= deadlineCap(50) + 40, `expired at ${expired} ms (cap ${deadlineCap(50)})`)
+  d.cancel()
 })
 
 t.test('Deadline.cancel stops it', async (t) => {
@@ -73,6 +96,32 @@ t.test('a stopped Redis: one batch that times out is one store error; its late r
   t.same(late, [[2, 5]], 'the late reply: Redis counted all five, allowed 2 (limit 2): 3 were admitted over the limit')
   const after = await store.consume('k', rule, 1)
   t.equal(after.allowed, false, 'and they count against the window')
+})
+
+t.test('while the store fails, a key it refused stays refused until its Retry-After, whatever the policy', async (t) => {
+  let now = 0
+  let down = false
+  const store = {
+    consume: async (key: string) => {
+      if (down) throw new Error('down')
+      return key === 'spent' ? { allowed: false, limit: 2, remaining: 0, resetMs: 1000, retryAfterMs: 1000 } : { allowed: true, limit: 2, remaining: 1, resetMs: 1000, retryAfterMs: 0 }
+    },
+  }
+  const local = new MemoryStore()
+  t.teardown(async () => { await local.close() })
+  for (const policy of ['fail_open', 'local'] as const) {
+    const guard = new StoreGuard({ policy, localStore: local, now: () => now, tripAfter: 100 })
+    down = false
+    now = 0
+    t.equal((await guard.consume(store, 'spent', rule, 1)).allowed, false, `${policy}: Redis refuses 'spent' for 1 s`)
+    down = true
+    now = 500
+    const o = await guard.consume(store, 'spent', rule, 1)
+    t.same([o.allowed, o.source, o.retryAfterMs], [false, undefined, 500], `${policy}: Redis down, 'spent' still refused, by Redis's last word`)
+    t.equal((await guard.consume(store, 'other', rule, 1)).source, policy === 'fail_open' ? 'open' : 'local', `${policy}: another key follows the policy`)
+    now = 1000
+    t.equal((await guard.consume(store, 'spent', rule, 1)).source, policy === 'fail_open' ? 'open' : 'local', `${policy}: after its Retry-After the policy decides`)
+  }
 })
 
 t.test('policy local: counted from the moment of degradation', async (t) => {

@@ -17,6 +17,11 @@ export const FAIL_CLOSED: Outcome = Object.freeze({ allowed: false, limit: 0, re
 
 /** Store decisions between two samples of the live node count (policy local's share). */
 const SAMPLE_EVERY = 64
+/** Most keys whose last refusal by the store is remembered; past it the memory starts over. */
+export const REFUSALS_KEPT = 10_000
+
+/** The store's last word on a key it refused: refused for `cost` units or more until `until` (guard clock). */
+interface Refusal { until: number, cost: number, limit: number, resetAt: number }
 
 export interface OutageLogger {
   warn (obj: object, msg: string): void
@@ -64,6 +69,11 @@ export class StoreGuard {
   /** Live nodes seen while the store worked (sampled every SAMPLE_EVERY decisions) or at degradation. */
   private knownNodes = 1
   private untilSample = 0
+  /**
+   * Keys the store refused, until its Retry-After: while the store fails, a request for one of them is refused as the
+   * store would (nothing can free units of an exact key before then), whatever the policy; the policy decides the rest.
+   */
+  private readonly refusals = new Map<string, Refusal>()
   private readonly o: StoreGuardOptions
   private readonly now: () => number
   private readonly tripAfter: number
@@ -88,6 +98,7 @@ export class StoreGuard {
     const t0 = onDuration === undefined ? 0 : performance.now()
     return store.consume(key, rule, cost).then((d) => {
       onDuration?.((performance.now() - t0) / 1000)
+      if (!d.allowed && d.retryAfterMs > 0) this.refused(key, cost, d)
       if (this.consecutive !== 0 || this.degraded) this.success()
       if (--this.untilSample <= 0) this.sampleNodes()
       return d
@@ -135,7 +146,24 @@ export class StoreGuard {
     return false
   }
 
+  /** Remember the store's refusal of `key` until its Retry-After. */
+  private refused (key: string, cost: number, d: Decision): void {
+    if (this.policy === 'fail_closed') return // refuses anyway
+    if (this.refusals.size >= REFUSALS_KEPT && !this.refusals.has(key)) this.refusals.clear()
+    const now = this.now()
+    this.refusals.set(key, { until: now + d.retryAfterMs, cost, limit: d.limit, resetAt: now + d.resetMs })
+  }
+
   private fallback (key: string, rule: LimitRule, cost: number): Promise<Outcome> {
+    const r = this.refusals.get(key)
+    if (r !== undefined) {
+      const now = this.now()
+      if (now < r.until && cost >= r.cost) {
+        // the store's own answer still stands: a refusal, never an admission over the limit
+        return Promise.resolve({ allowed: false, limit: r.limit, remaining: 0, resetMs: Math.max(0, r.resetAt - now), retryAfterMs: r.until - now })
+      }
+      if (now >= r.until) this.refusals.delete(key)
+    }
     if (this.policy === 'fail_open') return Promise.resolve(FAIL_OPEN)
     if (this.policy === 'fail_closed') return Promise.resolve(FAIL_CLOSED)
     const local = this.localRule(rule)

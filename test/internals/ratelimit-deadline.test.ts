@@ -1,5 +1,5 @@
 // The store Deadline on a fake clock: on time it expires at its length; a period in which this process was starved
-// (a timer fired late) is not charged to Redis; however long the starving, it expires by deadlineCap; cancel stops it.
+// (the stall meter's tick came late) is not charged to Redis; however long the starving, it expires by deadlineCap; cancel stops it.
 import t from 'tap'
 import { Deadline, deadlineCap, withDeadline, RateLimitStoreError } from '../../lib/ratelimit/deadline.js'
 import { FakeClock } from '../helpers/fake-clock.js'
@@ -22,12 +22,13 @@ t.test('on time: expires at its length, after the poll phase', async (t) => {
 t.test('a stall of this process is not charged: the deadline counts only the time it ran on time', async (t) => {
   const { clock, expired } = deadline(30)
   await clock.advance(10)
-  await clock.stall(50) // the timer due at 30 fires at 60: the whole 60 ms period is the process's, not Redis's
-  t.equal(expired(), undefined, 'not expired at 60 ms')
-  await clock.advance(29)
-  t.equal(expired(), undefined, 'nor 29 ms of on-time running later')
+  // starved from 10 to 60 ms: the meter's tick due at 15 comes at 60, 45 ms late; the timer due at 30 fires at 60
+  await clock.stall(50)
+  t.equal(expired(), undefined, 'not expired at 60 ms: 15 ms charged')
+  await clock.advance(14)
+  t.equal(expired(), undefined, 'nor 14 ms of on-time running later')
   await clock.advance(1)
-  t.equal(expired(), 90, 'expired after 30 ms that ran on time')
+  t.equal(expired(), 75, 'expired after 30 ms that ran on time (0-15 and 60-75)')
 })
 
 t.test('however long the starving, it expires by deadlineCap: a hung Redis still fails fast', async (t) => {
@@ -50,7 +51,9 @@ t.test('cancel stops it; withDeadline takes the work when it settles first, and 
   await fake.advance(20)
   answer('yes')
   t.equal(await p, 'yes')
-  t.equal(fake.pending, 0, 'the deadline is cancelled')
+  t.equal(fake.pending, 1, 'the deadline is cancelled: only the stall meter\'s tick is left')
+  await fake.advance(5)
+  t.equal(fake.pending, 0, 'which stops at its next tick, no deadline running')
 
   const never = withDeadline(new Promise<never>(() => {}), 30, fake).catch((e: unknown) => e)
   await fake.advance(30)
