@@ -124,6 +124,34 @@ t.test('while the store fails, a key it refused stays refused until its Retry-Af
   }
 })
 
+t.test('per shard (Redis Cluster masters): a failing master degrades its keys only; a shard no key maps to anymore is dropped', async (t) => {
+  let now = 0
+  let calls = 0
+  const store = {
+    shardOf: (key: string) => key.startsWith('a') ? 'A:1' : 'B:2',
+    consume: async (key: string) => {
+      calls++
+      if (key.startsWith('a')) throw new Error('master A down')
+      return { allowed: true, limit: 2, remaining: 1, resetMs: 1000, retryAfterMs: 0 }
+    },
+  }
+  let errors = 0
+  const states: boolean[] = []
+  const guard = new StoreGuard({ policy: 'fail_closed', now: () => now, onError: () => errors++, onDegraded: (b) => states.push(b) })
+  for (let i = 0; i < 3; i++) t.equal((await guard.consume(store, 'a1', rule, 1)).source, 'closed')
+  t.ok(guard.degraded, 'degraded')
+  t.same((guard as unknown as { degradedShardNames: string[] }).degradedShardNames, ['A:1'])
+  calls = 0
+  t.equal((await guard.consume(store, 'a2', rule, 1)).source, 'closed', 'shard A skipped (short circuit)')
+  t.equal(calls, 0, 'no call to the dead master')
+  const b = await guard.consume(store, 'b1', rule, 1)
+  t.same([b.allowed, b.source, calls], [true, undefined, 1], 'shard B still decided by Redis')
+  now = 1500 // the failover moved A's slots to another master: no key maps to A:1 anymore
+  await guard.consume(store, 'b2', rule, 1)
+  t.notOk(guard.degraded, 'A dropped after 1 s without a decision: not degraded anymore')
+  t.same(states, [true, false])
+})
+
 t.test('policy local: counted from the moment of degradation', async (t) => {
   const local = new MemoryStore()
   t.teardown(async () => { await local.close() })

@@ -77,6 +77,9 @@ export function createRedisConnection (config: RedisConnectionConfig, o: RedisCo
       retryDelayOnClusterDown: 0,
       retryDelayOnTryAgain: 0,
       maxRedirections: 4,
+      // a dead master never answers MOVED: without a periodic refresh the client keeps its slots until some other
+      // error refreshes them, and their keys stay on the outage policy long after the replica's promotion
+      slotsRefreshInterval: 1000,
       redisOptions: { ...redisOptions, password: config.password },
     }
     client = new Cluster(config.nodes, clusterOptions)

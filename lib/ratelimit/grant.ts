@@ -34,6 +34,8 @@ export interface GrantSource {
   take (key: string, rule: LimitRule, want: number, min: number): Promise<Grant>
   /** Give back `units` taken under `epoch`; a no-op once that window is gone. */
   refund (key: string, rule: LimitRule, units: number, epoch: number): Promise<void>
+  /** Optional: which server holds `key` (RateLimitStore.shardOf). */
+  shardOf? (key: string): string
 }
 
 export function toDecision (g: Grant, limit: number): Decision {

@@ -111,6 +111,11 @@ export class LeaseStore implements RateLimitStore {
     return this.#leases.fixed_window.size + this.#leases.sliding_window.size + this.#leases.token_bucket.size
   }
 
+  /** Which server holds `key`: the source's answer (a lease's units come from there). */
+  shardOf (key: string): string {
+    return this.#source.shardOf?.(key) ?? ''
+  }
+
   consume (key: string, rule: LimitRule, cost: number): Promise<Decision> {
     const now = this.#now()
     const lease = this.#leases[rule.algorithm].get(key, now)

@@ -48,24 +48,46 @@ export interface StoreGuardOptions {
   onDuration?: (seconds: number) => void
 }
 
+/** The failure state of one shard of the store (Redis Cluster: one master; else the one store). */
+class Shard {
+  degraded = false
+  degradedSince = 0
+  consecutive = 0
+  open = false
+  probing = false
+  nextProbeAt = 0
+  errorsSinceLog = 0
+  lastLogAt = 0
+  lastError = ''
+  /** The last failure seen: the decisions of one failed batch share one error object, and count as one failure. */
+  lastErr: unknown = undefined
+  /** Guard clock ms of the last decision asked of it. */
+  lastSeen = 0
+  /** Dropped from the guard (no key maps to it anymore): what its calls still in flight report is ignored. */
+  detached = false
+  constructor (readonly name: string) {}
+}
+
+/** ms without a decision after which a failing Redis Cluster shard is dropped: its slots moved to another master. */
+const STALE_SHARD_MS = 1000
+
 /**
  * Wraps store calls. A failure (a rejection: Redis down, deadline passed) applies the policy to that
  * request and marks the store degraded; after `tripAfter` failures in a row the store is skipped and
  * one call every `probeInterval` probes it; the first success ends the degraded state.
+ * All of it per shard (store.shardOf: the master of the key's slot on Redis Cluster): a dead master degrades the
+ * keys it holds, and the others are still decided by Redis.
  */
 export class StoreGuard {
   readonly policy: StoreErrorPolicy
-  degraded = false
+  /** When the first shard of the ones failing now degraded. */
   degradedSince = 0
-  private consecutive = 0
-  private open = false
-  private probing = false
-  private nextProbeAt = 0
-  private errorsSinceLog = 0
-  private lastLogAt = 0
-  private lastError = ''
-  /** The last failure seen: the decisions of one failed batch share one error object, and count as one failure. */
-  private lastErr: unknown = undefined
+  /** The shard of stores with one ('' or no shardOf). */
+  private readonly single = new Shard('')
+  /** Shards of Redis Cluster masters, by name; a failing one no key maps to anymore is dropped. */
+  private readonly shards = new Map<string, Shard>()
+  private degradedShards = 0
+  private nextSweep = 0
   /** Live nodes seen while the store worked (sampled every SAMPLE_EVERY decisions) or at degradation. */
   private knownNodes = 1
   private untilSample = 0
@@ -88,23 +110,68 @@ export class StoreGuard {
     this.probeInterval = o.probeInterval ?? 200
   }
 
+  /** True while some shard of the store fails and the policy applies to its keys. */
+  get degraded (): boolean {
+    return this.degradedShards > 0
+  }
+
+  /** Shards failing now (their names: host:port of Redis Cluster masters, '' for the one store). */
+  get degradedShardNames (): string[] {
+    const out = this.single.degraded ? [''] : []
+    for (const s of this.shards.values()) if (s.degraded) out.push(s.name)
+    return out
+  }
+
+  private shardOf (store: RateLimitStore, key: string): Shard {
+    const name = store.shardOf === undefined ? '' : store.shardOf(key)
+    if (name === '') return this.single
+    let s = this.shards.get(name)
+    if (s === undefined) {
+      s = new Shard(name)
+      this.shards.set(name, s)
+    }
+    if (this.degradedShards > 0) {
+      const now = this.now()
+      s.lastSeen = now
+      if (now >= this.nextSweep) this.sweep(now)
+    }
+    return s
+  }
+
+  /**
+   * A failing master whose slots went to a replica (a failover) gets no more decisions: after STALE_SHARD_MS without
+   * one it is dropped, and no longer counts as degraded.
+   */
+  private sweep (now: number): void {
+    this.nextSweep = now + this.probeInterval
+    for (const s of this.shards.values()) {
+      if (!s.degraded || now - s.lastSeen < STALE_SHARD_MS) continue
+      this.shards.delete(s.name)
+      s.detached = true
+      s.degraded = false
+      if (--this.degradedShards === 0) this.o.onDegraded?.(false)
+      this.o.log?.info({ degradedMs: now - s.degradedSince, errors: s.errorsSinceLog, policy: this.policy, shard: s.name }, 'rate-limit store shard holds no key anymore (failover): dropped')
+    }
+  }
+
   /**
    * Decide through `store`, or by the policy when it fails or is skipped. Never rejects. `timed`: report the
    * call's duration (false for lease mode, whose calls mostly never leave the process).
    */
   consume (store: RateLimitStore, key: string, rule: LimitRule, cost: number, timed = true): Promise<Outcome> {
-    if (this.skip()) return this.fallback(key, rule, cost)
+    const shard = this.shardOf(store, key)
+    if (this.skip(shard)) return this.fallback(key, rule, cost)
     const onDuration = timed ? this.o.onDuration : undefined
     const t0 = onDuration === undefined ? 0 : performance.now()
     return store.consume(key, rule, cost).then((d) => {
       onDuration?.((performance.now() - t0) / 1000)
       if (!d.allowed && d.retryAfterMs > 0) this.refused(key, cost, d)
-      if (this.consecutive !== 0 || this.degraded) this.success()
+      if (shard.consecutive !== 0 || shard.degraded) this.success(shard)
       if (--this.untilSample <= 0) this.sampleNodes()
       return d
     }, (err: unknown) => {
       onDuration?.((performance.now() - t0) / 1000)
-      this.failure(err)
+      this.failure(shard, err)
       return this.fallback(key, rule, cost)
     })
   }
@@ -114,14 +181,19 @@ export class StoreGuard {
    * memory store); undefined: call consume(). Never while the store is skipped (the policy applies there).
    */
   consumeNow (store: RateLimitStore, key: string, rule: LimitRule, cost: number): Outcome | undefined {
-    if (this.open || store.consumeNow === undefined) return undefined
+    if (store.consumeNow === undefined) return undefined
+    const shard = this.degradedShards === 0 ? undefined : this.shardOf(store, key)
+    if (shard?.open === true) return undefined
     const d = store.consumeNow(key, rule, cost)
-    if (d !== undefined && (this.consecutive !== 0 || this.degraded)) this.success()
+    if (d !== undefined && shard !== undefined && (shard.consecutive !== 0 || shard.degraded)) this.success(shard)
     return d
   }
 
   /** Probe at the next call (e.g. on the client's `ready`): recovery without waiting for the interval. */
-  probeNow (): void { this.nextProbeAt = 0 }
+  probeNow (): void {
+    this.single.nextProbeAt = 0
+    for (const s of this.shards.values()) s.nextProbeAt = 0
+  }
 
   /**
    * The local limiter's share of a rule: limit ÷ live nodes, at least 1 unit. Live nodes: the most seen lately or now;
@@ -139,10 +211,10 @@ export class StoreGuard {
     if (this.o.liveNodes !== undefined) this.knownNodes = Math.max(1, Math.floor(this.o.liveNodes()))
   }
 
-  private skip (): boolean {
-    if (!this.open) return false
-    if (this.probing || this.now() < this.nextProbeAt) return true
-    this.probing = true // this call is the probe
+  private skip (s: Shard): boolean {
+    if (!s.open) return false
+    if (s.probing || this.now() < s.nextProbeAt) return true
+    s.probing = true // this call is the probe
     return false
   }
 
@@ -173,49 +245,61 @@ export class StoreGuard {
     )
   }
 
-  private success (): void {
-    this.lastErr = undefined
-    this.consecutive = 0
-    this.open = false
-    this.probing = false
-    if (!this.degraded) return
-    const now = this.now()
-    this.degraded = false
-    this.o.onDegraded?.(false)
-    this.o.log?.info({ degradedMs: now - this.degradedSince, errors: this.errorsSinceLog, policy: this.policy }, 'rate-limit store recovered')
-    this.errorsSinceLog = 0
+  private success (s: Shard): void {
+    if (s.detached) return
+    s.lastErr = undefined
+    s.consecutive = 0
+    s.open = false
+    s.probing = false
+    if (s.degraded) {
+      const now = this.now()
+      s.degraded = false
+      if (--this.degradedShards === 0) this.o.onDegraded?.(false)
+      this.o.log?.info({ degradedMs: now - s.degradedSince, errors: s.errorsSinceLog, policy: this.policy, ...shardField(s) }, 'rate-limit store recovered')
+      s.errorsSinceLog = 0
+    }
   }
 
-  private failure (err: unknown): void {
+  private failure (s: Shard, err: unknown): void {
+    if (s.detached) return
     const now = this.now()
-    this.consecutive++ // per decision: a batch of 3 that failed trips the short circuit as 3 calls would
-    this.probing = false
-    if (this.consecutive >= this.tripAfter) {
-      this.open = true
-      this.nextProbeAt = now + this.probeInterval
+    s.consecutive++ // per decision: a batch of 3 that failed trips the short circuit as 3 calls would
+    s.probing = false
+    if (s.consecutive >= this.tripAfter) {
+      s.open = true
+      s.nextProbeAt = now + this.probeInterval
     }
     // one store call failed, however many decisions it carried (they share its error): one store error
-    if (err === this.lastErr && typeof err === 'object' && err !== null) return
-    this.lastErr = err
+    if (err === s.lastErr && typeof err === 'object' && err !== null) return
+    s.lastErr = err
     this.o.onError?.(err)
-    this.errorsSinceLog++
+    s.errorsSinceLog++
     const waited = (err as { waitedMs?: number } | undefined)?.waitedMs
-    this.lastError = (err instanceof Error ? err.message : String(err)) + (waited === undefined ? '' : ` (waited ${waited.toFixed(0)} ms)`)
-    if (!this.degraded) {
-      this.degraded = true
-      this.degradedSince = now
-      // policy local counts from the moment of degradation: nothing left over from an earlier outage
-      this.o.localStore?.clear?.()
+    s.lastError = (err instanceof Error ? err.message : String(err)) + (waited === undefined ? '' : ` (waited ${waited.toFixed(0)} ms)`)
+    if (!s.degraded) {
+      s.degraded = true
+      s.degradedSince = now
+      s.lastSeen = now
+      if (this.degradedShards++ === 0) {
+        this.degradedSince = now
+        // policy local counts from the moment of degradation: nothing left over from an earlier outage
+        this.o.localStore?.clear?.()
+        this.o.onDegraded?.(true)
+      }
       if (this.o.liveNodes !== undefined) this.knownNodes = Math.max(this.knownNodes, Math.floor(this.o.liveNodes()))
-      this.o.onDegraded?.(true)
-      this.logDegraded(now, 'rate-limit store failing: applying onStoreError policy')
-    } else if (now - this.lastLogAt >= (this.o.logInterval ?? 10_000)) {
-      this.logDegraded(now, 'rate-limit store still failing')
+      this.logDegraded(s, now, 'rate-limit store failing: applying onStoreError policy')
+    } else if (now - s.lastLogAt >= (this.o.logInterval ?? 10_000)) {
+      this.logDegraded(s, now, 'rate-limit store still failing')
     }
   }
 
-  private logDegraded (now: number, msg: string): void {
-    this.o.log?.warn({ policy: this.policy, error: this.lastError, errors: this.errorsSinceLog, degradedMs: now - this.degradedSince }, msg)
-    this.lastLogAt = now
+  private logDegraded (s: Shard, now: number, msg: string): void {
+    this.o.log?.warn({ policy: this.policy, error: s.lastError, errors: s.errorsSinceLog, degradedMs: now - s.degradedSince, ...shardField(s) }, msg)
+    s.lastLogAt = now
   }
+}
+
+/** The shard in a log line: Redis Cluster's master (none for the one store). */
+function shardField (s: Shard): { shard?: string } {
+  return s.name === '' ? {} : { shard: s.name }
 }

@@ -7,6 +7,7 @@ import { ALGORITHMS, type Algorithm, type Decision, type LimitRule, type RateLim
 import { ALGORITHM_SUFFIX, type Grant, type GrantSource } from './grant.js'
 import { REPLY_WIDTH, SCRIPTS, parsePacked } from './scripts/index.js'
 import { Deadline, RateLimitStoreError } from './deadline.js'
+import { hashTag, keySlot } from '../cluster/key-slot.js'
 
 export interface RedisStoreOptions {
   /** An ioredis client (standalone, Sentinel or Cluster) owned by the caller: the store never connects or quits it. */
@@ -50,6 +51,7 @@ export class RedisStore implements RateLimitStore, GrantSource {
   readonly timeout: number
   readonly #calls: Record<Algorithm, ScriptCall>
   readonly #maxBatch: number
+  readonly #client: Redis | Cluster
   readonly #onDuration: ((seconds: number) => void) | undefined
   readonly #onLate: ((allowed: number, total: number) => void) | undefined
   /** Redis Cluster: keys of different hash tags may live in different slots, so batches are per tag. */
@@ -66,6 +68,7 @@ export class RedisStore implements RateLimitStore, GrantSource {
     this.#onDuration = opts.onDuration
     this.#onLate = opts.onLate
     const client = opts.client
+    this.#client = client
     // isCluster: also a Cluster of another copy of ioredis (an app's @fastify/redis)
     this.#cluster = client instanceof Cluster || (client as { isCluster?: boolean }).isCluster === true
     const calls: Partial<Record<Algorithm, ScriptCall>> = {}
@@ -103,6 +106,16 @@ export class RedisStore implements RateLimitStore, GrantSource {
 
   async refund (key: string, rule: LimitRule, units: number, epoch: number): Promise<void> {
     if (units > 0) await this.#add(key, rule, -units, 0, epoch, toGrant)
+  }
+
+  /**
+   * Which Redis serves `key`: '' on standalone and Sentinel (one master); on Redis Cluster the master that owns the
+   * key's slot now (its host:port, from the client's slot map), so an outage of one master is told apart from the rest.
+   */
+  shardOf (key: string): string {
+    if (!this.#cluster) return ''
+    // '' until the client knows the slots (the cluster as a whole is not reachable yet)
+    return (this.#client as Cluster).slots?.[keySlot(key)]?.[0] ?? ''
   }
 
   /** Send what is queued now; nothing else to release (the connection belongs to the caller). */
@@ -181,14 +194,4 @@ export class RedisStore implements RateLimitStore, GrantSource {
 
 function toGrant (r: number[], o: number): Grant {
   return { allowed: r[o] === 1, remaining: r[o + 1], resetMs: r[o + 2], retryAfterMs: r[o + 3], granted: r[o + 4], epoch: r[o + 5] }
-}
-
-/** The Redis Cluster hash tag of a key: what is between the first `{` and the next `}`, if not empty (else the whole key). */
-function hashTag (key: string): string {
-  const open = key.indexOf('{')
-  if (open !== -1) {
-    const close = key.indexOf('}', open + 1)
-    if (close > open + 1) return key.slice(open + 1, close)
-  }
-  return key
 }

@@ -44,6 +44,11 @@ export interface RateLimitStore {
   /** Optional: the same decision synchronously when it needs no I/O, else undefined (then the caller calls consume). */
   consumeNow? (key: string, rule: LimitRule, cost: number): Decision | undefined
   close? (): Promise<void>
+  /**
+   * Optional: which server holds `key` (Redis Cluster: its slot's master). The outage policy is applied per shard:
+   * a dead master degrades its keys only. Absent or '': one shard.
+   */
+  shardOf? (key: string): string
   /** Optional: forget every key (the local limiter of policy `local` starts afresh when the store degrades). */
   clear? (): void
 }

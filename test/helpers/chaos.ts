@@ -69,7 +69,8 @@ admin: { token: ${TOKEN} }
 
 export const agent = new Agent({ connections: 64, keepAliveTimeout: 2000, pipelining: 1 })
 
-export interface Hit { node: number, status: number, ms: number, at: number, error?: string }
+/** One answer of load(): `serverMs`, the node's own time to answer (its x-server-ms header, when it sets one). */
+export interface Hit { node: number, status: number, ms: number, at: number, error?: string, serverMs?: number }
 
 /**
  * `workers` loops sending GET `path` back to back, each to the node `pick(i)` names (an index into `urls()`),
@@ -89,7 +90,8 @@ export function load (urls: () => string[], path: string, workers: number, pick?
       try {
         const res = await request(list[node] + path, { dispatcher: agent, headers: headers(), headersTimeout: 15_000, bodyTimeout: 15_000 })
         await res.body.dump()
-        hits.push({ node, status: res.statusCode, ms: performance.now() - t0, at: Date.now() })
+        const server = res.headers['x-server-ms']
+        hits.push({ node, status: res.statusCode, ms: performance.now() - t0, at: Date.now(), ...(server === undefined ? {} : { serverMs: Number(server) }) })
       } catch (err) {
         hits.push({ node, status: 0, ms: performance.now() - t0, at: Date.now(), error: (err as Error).message })
         await new Promise((resolve) => setTimeout(resolve, 5))

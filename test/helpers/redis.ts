@@ -65,41 +65,64 @@ export async function startRedis (opts: StartRedisOptions = {}): Promise<RedisPr
 }
 
 export interface RedisClusterProcess {
-  /** Client ports of the masters. */
+  /** Client ports of the masters (as created; a failover may promote a replica). */
   ports: number[]
+  /** Client ports of every node, masters first, then replicas. */
+  all: number[]
   /** Seed list for `new Cluster(nodes)`. */
   nodes: Array<{ host: string, port: number }>
-  /** Signal one node (index into ports), as RedisProcess.kill. */
+  /** Signal one node (index into ports, or into all), as RedisProcess.kill. */
   kill (index: number, signal?: NodeJS.Signals): Promise<void>
+  /** Signal the node listening on `port`. */
+  killPort (port: number, signal?: NodeJS.Signals): Promise<void>
   stop (): Promise<void>
 }
 
+export interface StartRedisClusterOptions {
+  /** Replicas per master (default 0). */
+  replicas?: number
+  /** Extra redis-server arguments of every node, e.g. ['--cluster-require-full-coverage', 'no']. */
+  args?: string[]
+  /** cluster-node-timeout, ms (default 1000): a dead master is failed over within about twice this. */
+  nodeTimeout?: number
+}
+
 /**
- * Start a Redis Cluster of `masters` masters and no replicas (~2.1 s: Redis waits before cluster_state:ok).
- * Bus ports are picked free and set explicitly (port + 10000 can pass 65535).
+ * Start a Redis Cluster of `masters` masters, each with `replicas` replicas (default none; ~2.1 s: Redis waits before
+ * cluster_state:ok). Bus ports are picked free and set explicitly (port + 10000 can pass 65535).
  */
-export async function startRedisCluster (masters = 3): Promise<RedisClusterProcess> {
+export async function startRedisCluster (masters = 3, opts: StartRedisClusterOptions = {}): Promise<RedisClusterProcess> {
+  const replicas = opts.replicas ?? 0
+  const total = masters * (1 + replicas)
   sweepLeftovers()
   const dirs: string[] = []
   const children: ChildProcess[] = []
   const ports: number[] = []
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < total; i++) {
       const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX))
       writeFileSync(join(dir, 'owner'), String(process.pid))
       dirs.push(dir)
       const port = await freePort()
       const bus = await freePort()
       children.push(await spawnRedis(port, dir, ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-        '--cluster-node-timeout', '1000', '--cluster-port', String(bus)]))
+        '--cluster-node-timeout', String(opts.nodeTimeout ?? 1000), '--cluster-port', String(bus), ...(opts.args ?? [])]))
       ports.push(port)
     }
+    // redis-cli makes the first `masters` nodes masters and the rest their replicas
     await promisify(execFile)('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`),
-      '--cluster-replicas', '0', '--cluster-yes'], { timeout: 20_000 })
+      '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 20_000 })
     const until = Date.now() + 15_000
     for (const port of ports) {
       while (!/cluster_state:ok/.test(await command(port, ['CLUSTER', 'INFO']).catch(() => ''))) {
         if (Date.now() > until) throw new Error(`cluster node ${port} never reached cluster_state:ok`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    // replicas in sync with their masters: each can be promoted
+    for (const port of ports.slice(masters)) {
+      while (!/master_link_status:up/.test(await command(port, ['INFO', 'replication']).catch(() => ''))) {
+        if (Date.now() > until) throw new Error(`cluster replica ${port} never synced with its master`)
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
     }
@@ -109,9 +132,11 @@ export async function startRedisCluster (masters = 3): Promise<RedisClusterProce
     throw err
   }
   return {
-    ports,
-    nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
+    ports: ports.slice(0, masters),
+    all: ports,
+    nodes: ports.slice(0, masters).map((port) => ({ host: '127.0.0.1', port })),
     async kill (index, signal = 'SIGKILL') { await signalChild(children[index], signal) },
+    async killPort (port, signal = 'SIGKILL') { await signalChild(children[ports.indexOf(port)], signal) },
     async stop () {
       for (const c of children) await signalChild(c, 'SIGKILL')
       for (const d of dirs) rmSync(d, { recursive: true, force: true })
