@@ -27,6 +27,7 @@ import { createWorkerStores } from '../lib/workers/ipc-store.js'
 import { WorkerProbes } from '../lib/workers/probes.js'
 import type { WorkersStatus } from '../lib/workers/protocol.js'
 import type { WorkerLink } from '../lib/workers/worker-link.js'
+import { workerListenOptions } from '../lib/workers/reuse-port.js'
 
 export type GatewayOptions = GatewayConfigInput | {
   config: GatewayConfig
@@ -182,7 +183,10 @@ export async function startNode (config: GatewayConfig, opts: StartNodeOptions =
   let address: string
   try {
     await app.register(gateway, opts.worker === undefined ? { config } : { config, worker: opts.worker })
-    address = await app.listen({ host: config.node.host, port: config.node.port })
+    // workers of one node: SO_REUSEPORT where the runtime has it (the kernel spreads connections), else the primary
+    const shared = opts.worker === undefined ? undefined : workerListenOptions(config.node.port)
+    address = await app.listen({ host: config.node.host, port: config.node.port, ...shared })
+    if (opts.worker !== undefined) app.log.info({ connections: shared === undefined ? 'primary round robin' : 'kernel (SO_REUSEPORT)' }, 'worker listens')
   } catch (err) {
     await app.close().catch(() => {}) // a failed boot (a taken port) leaves no timer or listener behind
     log?.destination.close()
