@@ -38,15 +38,17 @@ t.teardown(async () => {
 const hooks = (): Hook[] => receiver.bodies as Hook[]
 const of = (rule: string, status?: string): Hook[] => hooks().filter((h) => h.rule === rule && (status === undefined || h.status === status))
 
-async function start (id: string): Promise<CliNode> {
+/** A CLI node of this test: three targets probed every 400 ms, alerts every INTERVAL to a webhook; `redis` false: alone. */
+async function start (id: string, o: { redis?: boolean, targets?: HealthUpstream[], hook?: HealthUpstream } = {}): Promise<CliNode> {
+  const { redis: shared = true, targets: ups = targets, hook = receiver } = o
   const file = join(dir, `${id}.yaml`)
   writeFileSync(file, `
 node: { id: ${id}, port: 0 }
-cluster: { name: monitor-e2e, redis: ${redis.url}, heartbeatInterval: ${HEARTBEAT}ms, snapshotPath: ${join(dir, `${id}.snap.json`)} }
+${shared ? `cluster: { name: monitor-e2e, redis: ${redis.url}, heartbeatInterval: ${HEARTBEAT}ms, snapshotPath: ${join(dir, `${id}.snap.json`)} }` : ''}
 upstreams:
   api:
     targets:
-${targets.map((u, i) => `      - { id: t${i + 1}, url: ${u.url} }`).join('\n')}
+${ups.map((u, i) => `      - { id: t${i + 1}, url: ${u.url} }`).join('\n')}
     healthCheck:
       active: { path: /health, interval: 400ms, timeout: 400ms, healthyThreshold: 1, unhealthyThreshold: 2 }
 routes:
@@ -56,7 +58,7 @@ alerts:
   interval: ${INTERVAL}ms
   alerters:
     - { type: log }
-    - { type: webhook, url: ${receiver.url}/hook, retries: 3, timeout: 1s }
+    - { type: webhook, url: ${hook.url}/hook, retries: 3, timeout: 1s }
 `)
   const n = await startCliNode(file, { id })
   nodes.push(n)
@@ -176,24 +178,7 @@ t.test('without Redis: one node answers {admin}/cluster/metrics for itself and a
   const ups = [await startHealthUpstream(), await startHealthUpstream(), await startHealthUpstream()]
   const hook = await startHealthUpstream()
   t.teardown(async () => { for (const u of [...ups, hook]) await u.close() })
-  const file = join(dir, 'solo.yaml')
-  writeFileSync(file, `
-node: { id: mon-solo, port: 0 }
-upstreams:
-  api:
-    targets:
-${ups.map((u, i) => `      - { id: s${i + 1}, url: ${u.url} }`).join('\n')}
-    healthCheck:
-      active: { path: /health, interval: 400ms, timeout: 400ms, healthyThreshold: 1, unhealthyThreshold: 2 }
-routes:
-  - { path: /api, upstream: api }
-admin: { token: ${TOKEN} }
-alerts:
-  interval: ${INTERVAL}ms
-  alerters: [{ type: webhook, url: ${hook.url}/hook, retries: 3, timeout: 1s }]
-`)
-  const solo = await startCliNode(file, { id: 'mon-solo' })
-  nodes.push(solo)
+  const solo = await start('mon-solo', { redis: false, targets: ups, hook })
   t.equal(await send(solo, 20), 0)
   await until(async () => (await metrics(solo)).totals.totalRequests === 20, 10_000, 'the solo node counts its 20 requests')
   const m = await metrics(solo)
