@@ -79,10 +79,9 @@ for (const fault of ['SIGKILL', 'SIGSTOP'] as const) {
     t.comment(`Redis ${fault}: ${hits.length} requests under load ${JSON.stringify(byStatus(hits))} (${inOutage.length} during the outage ${JSON.stringify(byStatus(inOutage))}), p99 ${pct(ms, 99).toFixed(0)} ms, slowest ${Math.max(...ms).toFixed(0)} ms; ` +
       `one client on one node during the outage ${JSON.stringify(during)} (local share ${Math.floor(LIMIT / 3)}); PUT during the outage ${put.status}; ` +
       `store deciding on every node ${exactMs} ms after Redis returned; after: ${JSON.stringify(after)}; a PUT after the outage reached all three in ${arrived.toFixed(0)} ms`)
-    // SIGSTOP: measured 646 ms slowest (p99 578 ms) on the shared 2-core machine at load ~20, client and 3 nodes in one
-    // process; open until the SIGSTOP case is understood (issue 15 report), SIGKILL holds it
-    t.ok(Math.max(...ms) < 500, `no request waited 500 ms (slowest ${Math.max(...ms).toFixed(0)} ms)`,
-      fault === 'SIGSTOP' ? { todo: 'SIGSTOP: slowest answer over 500 ms on a loaded machine (issue 15)' } : {})
+    // SIGSTOP holds it too: slowest 76 ms alone, 89 ms beside three busy loops, 187 ms beside six (2 cores); an
+    // earlier 646 ms was a load average of ~20 from whole test suites run beside it, not the outage
+    t.ok(Math.max(...ms) < 500, `no request waited 500 ms (slowest ${Math.max(...ms).toFixed(0)} ms)`)
     t.same(byStatus(inOutage), { 200: inOutage.length }, 'load of fresh clients served throughout (local: within their share)')
     t.same(during, { 200: Math.floor(LIMIT / 3), 429: LIMIT - Math.floor(LIMIT / 3) }, 'local: limit ÷ 3 live nodes on one node')
     t.equal(put.status, 503, 'a config PUT during the outage is refused, not accepted and lost')
