@@ -46,7 +46,7 @@ for (const algorithm of ['fixed_window', 'sliding_window', 'token_bucket'] as co
   })
 }
 
-t.test('config propagation with the CPU saturated: every PUT reaches every node (p99 printed, not asserted: a shared machine)', async (t) => {
+t.test('config propagation with the CPU saturated: every PUT reaches every node, p99 under 500 ms', async (t) => {
   const busy = busyLoops(3)
   t.teardown(busy.stop)
   const nodes = await Promise.all(['a', 'b', 'c'].map(async (id) => {
@@ -70,4 +70,6 @@ t.test('config propagation with the CPU saturated: every PUT reaches every node 
   }
   t.comment(`config PUT to applied on all 3 nodes, CPU saturated, 20 PUTs: p50 ${pct(took, 50).toFixed(0)} ms, p99 ${pct(took, 99).toFixed(0)} ms, max ${Math.max(...took).toFixed(0)} ms (goal p99 < 500 ms)`)
   t.equal(took.length, 20, 'all 20 versions reached every node')
+  // 2-core machine: p99 89 ms beside the three busy loops, 97-131 ms beside six (another test file's load on top)
+  t.ok(pct(took, 99) < 500, `config propagation p99 under 500 ms with the CPU saturated (${pct(took, 99).toFixed(0)} ms)`)
 })
