@@ -12,7 +12,9 @@
 //   file, and workers-1, workers-2, workers-4: the CLI's default config with node.workers N, its CPU summed over the
 //   primary and every worker, pinned to N cores of its own when pinning is on), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
 //   worker threads; default 2 when pinned, else 0), BENCH_CLI (tsx: bin/*.ts through tsx, default; dist: the built
-//   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file).
+//   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file). Rate-limit setups (a
+//   redis-server of their own, started when one is asked for): cli-redis (cluster.redis, no limit), cli-exact
+//   (cluster.redis + a sliding-window limit never reached, every decision in Redis), cli-lease (the same, mode lease).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -25,6 +27,7 @@ import { fmt, median, table } from './lib/report.js'
 import { CAN_PIN, killAll, pin, startChild, type BenchChild } from './lib/servers.js'
 import { freePort, gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
+import { startRedis, type RedisProcess } from '../test/helpers/redis.js'
 
 const flags = Object.fromEntries(process.argv.slice(2).filter((a) => a.startsWith('--') && a.includes('='))
   .map((a) => { const [k, v] = a.slice(2).split('=', 2); return [`BENCH_${k.toUpperCase().replace(/-/g, '_')}`, v] }))
@@ -41,8 +44,12 @@ const CLI_MODE = env.BENCH_CLI === 'dist' ? 'dist' : 'tsx'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
 
-type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode' | 'workers-1' | 'workers-2' | 'workers-4'
+type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode' | 'workers-1' | 'workers-2' | 'workers-4' |
+  'cli-redis' | 'cli-exact' | 'cli-lease'
 const ABOUT: Record<Key, string> = {
+  'cli-redis': 'gateway via the CLI, cluster.redis, no limit',
+  'cli-exact': 'gateway via the CLI, cluster.redis + sliding-window limit (exact, never reached)',
+  'cli-lease': 'gateway via the CLI, cluster.redis + sliding-window limit, mode lease (never reached)',
   'workers-1': 'gateway via the CLI, node.workers: 1 (default config)',
   'workers-2': 'gateway via the CLI, node.workers: 2 (CPU of the primary and both workers)',
   'workers-4': 'gateway via the CLI, node.workers: 4 (CPU of the primary and every worker)',
@@ -90,6 +97,7 @@ function childrenOf (pid: number): number[] {
 const workersOf = (key: Key): number => key.startsWith('workers-') ? Number(key.slice('workers-'.length)) : 0
 
 const mine = new Set<ChildProcess>()
+let redis: RedisProcess | undefined
 process.on('exit', () => { for (const p of mine) p.kill('SIGKILL') })
 
 /** The gateway as users start it: `fastify-ha-gateway start --config <file>`, stdout to /dev/null. */
@@ -97,6 +105,14 @@ async function startCli (key: Key, upstreams: string[], dir: string): Promise<Se
   const port = await freePort()
   const config: Record<string, unknown> = { ...gatewayConfig(upstreams, port), node: { id: `bench-${key}`, host: '127.0.0.1', port } }
   if (key === 'cli-off') config.log = { requests: 'off' }
+  if (key === 'cli-redis' || key === 'cli-exact' || key === 'cli-lease') {
+    redis ??= await startRedis()
+    config.cluster = { name: `bench-${key}`, redis: redis.url }
+    if (key !== 'cli-redis') {
+      const rule = { algorithm: 'sliding_window', limit: 1e9, window: '1s', key: 'ip', ...(key === 'cli-lease' ? { mode: 'lease' } : {}) }
+      config.routes = [{ path: '/', upstream: 'u', rateLimit: rule }]
+    }
+  }
   if (key === 'cli-file') config.log = { destination: join(dir, 'access.log') }
   if (workersOf(key) > 0) config.node = { ...(config.node as object), workers: workersOf(key) }
   const file = join(dir, `${key}.yaml`)
@@ -263,4 +279,5 @@ try {
 } finally {
   killAll()
   for (const p of mine) p.kill('SIGKILL')
+  await redis?.stop()
 }

@@ -131,12 +131,13 @@ async function profile (setups: Setup[]): Promise<void> {
 }
 
 async function memory (upstreamUrls: string[]): Promise<void> {
-  console.log(`\nMemory: a fresh gateway child, ${CONNECTIONS} connections; RSS after a full GC (raw RSS before it in brackets)`)
-  const gw = await startChild('gateway-mem', 'gateway', { upstreams: upstreamUrls })
+  console.log(`\nMemory: a fresh gateway child with the CLI's log and its access log on (pino, buffered destination to /dev/null), ${CONNECTIONS} connections; RSS after a full GC (raw RSS before it in brackets)`)
+  const gw = await startChild('gateway-mem', 'access-ab', { upstreams: upstreamUrls })
+  const url = `http://127.0.0.1:${gw.port}/on/mem` // the route with the access-log hook
   try {
     let proxied = 0
     const drive = async (amount: number): Promise<void> => {
-      const r = await load({ url: gw.url, connections: CONNECTIONS, amount })
+      const r = await load({ url, connections: CONNECTIONS, amount })
       proxied += r.requests.total
       const bad = r.errors + r.timeouts + r.non2xx
       if (bad > 0) console.log(`  !! ${bad} errors/non-2xx`)
