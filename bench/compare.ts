@@ -10,7 +10,8 @@
 //   BENCH_WARMUP (s per setup, 3), BENCH_RATE_SECONDS (s per setup at half rate, 5; 0: skip),
 //   BENCH_SETUPS (comma list, default reply-from,http-proxy,cli,cli-off,startnode; also cli-file: access log to a
 //   file, and workers-1, workers-2, workers-4: the CLI's default config with node.workers N, its CPU summed over the
-//   primary and every worker, pinned to N cores of its own when pinning is on), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0), BENCH_WORKERS (autocannon
+//   primary and every worker, pinned to N cores of its own when pinning is on), BENCH_PIN (pin when the machine has >= 6 cores and taskset, unless 0; `split`: on a small machine, the proxy
+//   under test alone on the last core, the upstreams, Redis and the load generator on the others), BENCH_WORKERS (autocannon
 //   worker threads; default 2 when pinned, else 0), BENCH_CLI (tsx: bin/*.ts through tsx, default; dist: the built
 //   dist/bin, as installed), BENCH_OUT (also write the Markdown report to this file). Rate-limit setups (a
 //   redis-server of their own, started when one is asked for): cli-redis (cluster.redis, no limit), cli-exact
@@ -38,7 +39,8 @@ const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
 const WARMUP = Number(env.BENCH_WARMUP ?? 3)
 const RATE_SECONDS = Number(env.BENCH_RATE_SECONDS ?? 5)
 const CORES = os.cpus().length
-const PIN = env.BENCH_PIN !== '0' && CORES >= 6 && CAN_PIN // each server on its own core needs cores to spare
+const SPLIT = env.BENCH_PIN === 'split' && CORES >= 2 && CAN_PIN
+const PIN = !SPLIT && env.BENCH_PIN !== '0' && CORES >= 6 && CAN_PIN // each server on its own core needs cores to spare
 const WORKERS = Number(env.BENCH_WORKERS ?? (PIN ? 2 : 0))
 const CLI_MODE = env.BENCH_CLI === 'dist' ? 'dist' : 'tsx'
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -183,7 +185,7 @@ async function main (): Promise<void> {
   say()
   say(`node ${process.version}, ${CORES} CPUs (${os.cpus()[0]?.model ?? '?'}), autocannon ${acVersion}; load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`)
   say(`${ROUNDS} rounds x ${DURATION} s, ${CONNECTIONS} connections, warm-up ${WARMUP} s per setup, autocannon workers ${WORKERS}; ` +
-    `CLI from ${CLI_MODE === 'dist' ? 'dist/ (built)' : 'bin/*.ts through tsx'}; pinning ${PIN ? 'on' : `off (${CORES} cores)`}`)
+    `CLI from ${CLI_MODE === 'dist' ? 'dist/ (built)' : 'bin/*.ts through tsx'}; pinning ${PIN ? 'on' : SPLIT ? `split (the proxy alone on core ${CORES - 1}, everything else on 0-${CORES - 2})` : `off (${CORES} cores)`}`)
   const dir = mkdtempSync(join(os.tmpdir(), 'fhg-compare-'))
   const upChildren = [await startChild('upstream-1', 'upstream'), await startChild('upstream-2', 'upstream')]
   const upstreams = upChildren.map((u) => u.url)
@@ -192,6 +194,13 @@ async function main (): Promise<void> {
   // a workers-N setup needs N cores of its own (from core 2; one setup runs at a time) and the generator some more
   const maxWorkers = Math.max(0, ...setups.map((s) => workersOf(s.key)))
   if (PIN && 2 + maxWorkers + 2 > CORES) say(`!! ${CORES} cores: workers-${maxWorkers} shares its cores with the load generator`)
+  if (SPLIT) {
+    const rest = CORES === 2 ? '0' : `0-${CORES - 2}`
+    for (const u of upChildren) pin(u.pid, rest)
+    if (redis !== undefined) pin(redis.pid, rest)
+    for (const s of setups) for (const p of [s.server.pid, ...childrenOf(s.server.pid)]) pin(p, String(CORES - 1))
+    pin(process.pid, rest)
+  }
   if (PIN) {
     // upstreams on cores 0 and 1, each proxy on its own core from 2 (one runs at a time: sharing when short), the
     // load generator on the rest
@@ -266,7 +275,8 @@ async function main (): Promise<void> {
   pair('startnode', 'reply-from')
   const bad = setups.reduce((n, s) => n + s.runs.reduce((a, r) => a + r.bad, 0), 0)
   if (bad > 0) say(`!! ${bad} errors, timeouts or non-2xx answers over all runs`)
-  if (!PIN) say(`\n(not pinned: ${CORES} cores shared by the load generator, the upstreams and the proxy; ratios compress and vary from run to run)`)
+  if (SPLIT) say(`\n(split: each proxy had core ${CORES - 1} to itself while it ran; the load generator, the upstreams and Redis shared the rest)`)
+  else if (!PIN) say(`\n(not pinned: ${CORES} cores shared by the load generator, the upstreams and the proxy; ratios compress and vary from run to run)`)
   if (env.BENCH_OUT !== undefined) writeFileSync(env.BENCH_OUT, out.join('\n') + '\n')
   await Promise.all(setups.map(async (s) => await s.server.stop()))
 }

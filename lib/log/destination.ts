@@ -4,7 +4,7 @@ import { closeSync, openSync } from 'node:fs'
 import pino from 'pino'
 import { ConfigError } from '../config/index.js'
 
-/** Characters of access lines held before they go to the stream (~270 lines; a microbench put 4 KiB chunks at ~2-3 µs a line, 64 KiB at ~1). */
+/** Bytes of access lines held before they go to the stream (~270 lines; a microbench put 4 KiB chunks at ~2-3 µs a line, 64 KiB at ~1). */
 const CHUNK = 65536
 /** A quiet node's lines still come out within this (ms). */
 const FLUSH_EVERY = 1000
@@ -38,8 +38,12 @@ export function openLogDestination (destination: string): LogDestination {
       throw new ConfigError([{ path: 'log.destination', message: `cannot open log file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }], { cause: err })
     }
   }
-  const stream = pino.destination({ dest: file ?? 1, sync: false, minLength: 0 })
-  let pending = ''
+  const stream = pino.destination({ dest: file ?? 1, sync: false, minLength: 0, contentMode: 'buffer' })
+  // access lines are encoded into this buffer as they come, so each line's string dies young instead of waiting in
+  // a chain of concatenated strings until its chunk is written (bench: 0.9-1.3 µs a line built and buffered, against
+  // 1.3-1.8 µs when the strings were held)
+  let pending = Buffer.allocUnsafe(CHUNK)
+  let used = 0
   let closed = false
   let reported = false
   // a full disk or a closed pipe must not take the gateway down: say it once, keep serving
@@ -48,10 +52,11 @@ export function openLogDestination (destination: string): LogDestination {
     reported = true
   })
   const flush = (): void => {
-    if (pending === '' || closed) return
-    const chunk = pending
-    pending = ''
-    stream.write(chunk)
+    if (used === 0 || closed) return
+    const chunk = pending.subarray(0, used)
+    pending = Buffer.allocUnsafe(CHUNK)
+    used = 0
+    stream.write(chunk as unknown as string)
   }
   const flushSync = (): void => {
     if (closed) return
@@ -63,14 +68,18 @@ export function openLogDestination (destination: string): LogDestination {
   process.on('exit', flushSync) // pino's own exit hook knows nothing of `pending`
   return {
     write (line: string): void {
-      pending += line
-      if (pending.length >= CHUNK) flush()
+      // a UTF-8 character takes at most 3 bytes per UTF-16 unit: flush first when the line might not fit
+      if (used + 3 * line.length > CHUNK) {
+        flush()
+        if (3 * line.length > CHUNK) { stream.write(Buffer.from(line) as unknown as string); return }
+      }
+      used += pending.write(line, used)
     },
     loggerStream: {
       write (line: string): void {
         if (closed) return
         flush()
-        stream.write(line)
+        stream.write(Buffer.from(line) as unknown as string)
       },
     },
     flush,
