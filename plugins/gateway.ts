@@ -24,6 +24,8 @@ import responseCache from './response-cache.js'
 import { PROXIED_METHODS } from '../lib/routes/methods.js'
 import workers from './workers.js'
 import { createWorkerStores } from '../lib/workers/ipc-store.js'
+import { IpcConfigStore } from '../lib/workers/ipc-config.js'
+import type { SharedConfig } from '../lib/cluster/shared-config.js'
 import { WorkerProbes } from '../lib/workers/probes.js'
 import type { WorkersStatus } from '../lib/workers/protocol.js'
 import type { WorkerLink } from '../lib/workers/worker-link.js'
@@ -63,7 +65,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // cluster first (the others subscribe to its config watch when they register: the load balancer's upstreams switch
   // before the route table below, every other watcher after), then the load balancer (its bad-path check is the first
   // onRequest hook, ahead of the rate limiter and the cache), the rate limiter (on gatewayRedis), health checks, ...
-  await fastify.register(cluster, { config })
+  // node.workers without Redis: the primary holds the node's config document and judges every PUT
+  await fastify.register(cluster, { config, ...(worker === undefined ? {} : { configStore: (onError) => new IpcConfigStore<SharedConfig>(worker, { onError }) }) })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,

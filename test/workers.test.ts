@@ -4,7 +4,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Agent, request } from 'undici'
+import { Agent, Client, request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
 import { startCliNode, type CliNode } from './helpers/node.js'
@@ -171,6 +171,46 @@ t.test('a config PUT reaches both workers', async (t) => {
   t.same(codes, Array(10).fill(200), 'the new route serves on every worker')
 })
 
+/** A keep-alive connection to one worker, found by asking its status on fresh connections until `not` is not the pid. */
+async function connectionToWorker (not?: number): Promise<{ c: Client, pid: number }> {
+  for (let i = 0; i < 20; i++) {
+    const c = new Client(node.address, { pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    const r = await c.request({ method: 'GET', path: '/gateway/status', headers: auth.headers })
+    const pid = ((await r.body.json()) as Status).node.pid
+    if (pid !== not) return { c, pid }
+    await c.close()
+  }
+  throw new Error('no connection reached another worker')
+}
+
+t.test('two PUTs with the same If-Match on two workers at once: exactly one 200 and one 409; every worker runs the winner', async (t) => {
+  const a = await connectionToWorker()
+  const b = await connectionToWorker(a.pid)
+  t.teardown(async () => { await a.c.close(); await b.c.close() })
+  t.not(a.pid, b.pid, 'two connections, two workers')
+  const cur = await get(`${node.address}/gateway/config`, { ...auth, dispatcher: fresh, reset: true })
+  const version = cur.body.version as number
+  const config = cur.body.config as { routes: unknown[] }
+  const put = async (w: { c: Client }, name: string): Promise<{ name: string, status: number, body: any }> => {
+    const next = { ...config, routes: [...config.routes, { path: `/${name}`, upstream: 'api' }] }
+    const r = await w.c.request({ method: 'PUT', path: '/gateway/config', headers: { ...auth.headers, 'content-type': 'application/json', 'if-match': String(version) }, body: JSON.stringify(next) })
+    return { name, status: r.statusCode, body: await r.body.json() }
+  }
+  const answers = await Promise.all([put(a, 'race-a'), put(b, 'race-b')])
+  t.same(answers.map((x) => x.status).sort(), [200, 409], `one accepted, one stale: ${JSON.stringify(answers)}`)
+  const won = answers.find((x) => x.status === 200)!
+  const lost = answers.find((x) => x.status === 409)!
+  t.same(won.body, { version: version + 1 })
+  t.equal(lost.body.code, 'FHG_ERR_CONFIG_CONFLICT')
+  t.equal(lost.body.currentVersion, version + 1, 'the 409 names the winner\'s version')
+  await everyWorker('both workers run the winner\'s version', (s) => s.configVersion === version + 1)
+  t.pass(`both workers run version ${version + 1}`)
+  const g = await get(`${node.address}/gateway/config`, { ...auth, dispatcher: fresh, reset: true })
+  t.equal(g.body.version, version + 1)
+  t.same(await sendAll(`/${won.name}/z`, 10), Array(10).fill(200), 'the winner\'s route serves on every worker')
+  t.same(await sendAll(`/${lost.name}/z`, 10), Array(10).fill(404), 'the loser\'s route on none')
+})
+
 t.test('a killed worker is replaced and traffic keeps flowing', async (t) => {
   odd.length = 0
   const before = await status()
@@ -202,6 +242,8 @@ t.test('a killed worker is replaced and traffic keeps flowing', async (t) => {
   odd.length = 0
   const after = await sendAll('/api/k2', 40)
   t.same(after, Array(40).fill(200), `every request after the replacement ${odd.join('; ')}`)
+  await everyWorker('the replacement runs the node\'s config version, not its file', (s) => s.configVersion === before.configVersion)
+  t.pass(`every worker runs version ${before.configVersion}`)
 })
 
 t.test('SIGTERM drains every worker and exits 0', async (t) => {

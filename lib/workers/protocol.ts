@@ -6,6 +6,7 @@ import type { Algorithm, LimitRule } from '../ratelimit/types.js'
 import type { Grant } from '../ratelimit/grant.js'
 import type { ProbeResult } from '../health/probe.js'
 import type { HintKind } from '../health/events.js'
+import type { ConfigDoc } from '../cluster/config-store.js'
 
 /** take: [0, key, algorithm, limit, window, want, min]; refund: [1, key, algorithm, limit, window, units, epoch]. */
 export type RateLimitCall =
@@ -19,7 +20,18 @@ export type GrantTuple = readonly [allowed: 0 | 1, remaining: number, resetMs: n
 export type Shared =
   | { kind: 'probe', upstream: string, target: string, result: ProbeResult }
   | { kind: 'hint', upstream: string, target: string, hint: HintKind, until: number }
-  | { kind: 'config', version: number, config: unknown }
+
+/**
+ * A question one worker asks the primary, which holds the node's one copy of it (no Redis): answered once
+ * (`answer`). config.*: the node's shared config document, judged compare-and-set by the primary.
+ */
+export type HostCall =
+  | { op: 'config.seed', config: unknown, version: number }
+  | { op: 'config.get' }
+  | { op: 'config.put', config: unknown, expected: number }
+
+/** The primary's answer to config.put: the document it now holds, or the version that made the write stale. */
+export type ConfigPutAnswer = { ok: true, doc: ConfigDoc } | { ok: false, current: number }
 
 /** What the primary gathers from every worker for one answer of the node. */
 export type GatherWhat = 'metrics' | 'status'
@@ -39,6 +51,7 @@ export type WorkerMessage =
   | { fhg: 1, t: 'share', shared: Shared }
   | { fhg: 1, t: 'gather', id: number, what: GatherWhat }
   | { fhg: 1, t: 'report', id: number, data: unknown }
+  | { fhg: 1, t: 'call', id: number, call: HostCall }
 
 export type PrimaryMessage =
   | { fhg: 1, t: 'rl', id: number, grants: Array<GrantTuple | 0> }
@@ -46,6 +59,9 @@ export type PrimaryMessage =
   | { fhg: 1, t: 'share', shared: Shared, from: number }
   | { fhg: 1, t: 'collect', id: number, what: GatherWhat }
   | { fhg: 1, t: 'gathered', id: number, data?: unknown, error?: string }
+  | { fhg: 1, t: 'answer', id: number, value?: unknown, error?: string }
+  /** The node's config document, pushed to every worker once the primary accepted it (and to a worker that starts listening). */
+  | { fhg: 1, t: 'config', doc: ConfigDoc }
 
 /** The node's status as the primary assembles it: every worker and how many were replaced. */
 export interface WorkersStatus {

@@ -1,12 +1,14 @@
 // The primary of a `node.workers: N` node: forks N workers that share one listening port (node:cluster)
 // and serves no HTTP itself. It replaces a worker that dies (logged, counted), holds the rate-limit
-// counters when there is no Redis (limit-host.ts), relays what one worker shares with the others
-// (probe results, ejections and open circuits, config changes), gathers the node's /metrics and status
-// from every worker, and on SIGTERM drains every worker and exits once all have exited.
+// counters and the config document when there is no Redis (limit-host.ts, config-host.ts), relays what one
+// worker shares with the others (probe results, ejections and open circuits), pushes each accepted config
+// to every worker, gathers the node's /metrics and status from every worker, and on SIGTERM drains every
+// worker and exits once all have exited.
 import cluster, { type Worker } from 'node:cluster'
+import { HostCalls } from './host-calls.js'
 import { LimitHost } from './limit-host.js'
 import { mergeMetrics, type MetricsJson } from './metrics-merge.js'
-import { isWorkerMessage, type GatherWhat, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
+import { isWorkerMessage, type GatherWhat, type HostCall, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
 
 export interface SupervisorLog {
   info (obj: object, msg: string): void
@@ -56,8 +58,8 @@ export class Supervisor {
   #nextGather = 1
   #stopping = false
   #booted = false
-  /** The last config change a worker shared: a replacement worker gets it once ready. */
-  #config: Shared | undefined
+  /** What only the primary answers: the node's config document without Redis. */
+  readonly #calls = new HostCalls()
   /** The last probe result of each target: a worker that starts (a replacement) takes them at once. */
   readonly #probes = new Map<string, Shared>()
 
@@ -142,7 +144,8 @@ export class Supervisor {
       case 'ready':
         s.ready = true
         this.#roles()
-        if (this.#config !== undefined && this.#booted) this.#send(s.worker, { fhg: 1, t: 'share', shared: this.#config, from: 0 })
+        // a worker that starts listening runs the node's config (it fetched it at boot; a PUT may have passed since)
+        if (this.#calls.config !== undefined) this.#send(s.worker, { fhg: 1, t: 'config', doc: this.#calls.config })
         for (const p of this.#probes.values()) this.#send(s.worker, { fhg: 1, t: 'share', shared: p, from: 0 })
         if (!this.#booted && [...this.#slots.values()].every((x) => x.ready) && this.#slots.size === this.#o.workers) {
           const ok = this.#onBoot
@@ -156,17 +159,14 @@ export class Supervisor {
         return
       }
       case 'share':
-        if (m.shared.kind === 'config') {
-          const last = this.#config
-          if (last?.kind === 'config' && last.version >= m.shared.version) return // an echo, or older
-          this.#config = m.shared
-        } else if (m.shared.kind === 'probe') {
-          this.#probes.set(`${m.shared.upstream}\n${m.shared.target}`, m.shared)
-        }
+        if (m.shared.kind === 'probe') this.#probes.set(`${m.shared.upstream}\n${m.shared.target}`, m.shared)
         for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'share', shared: m.shared, from: s.slot })
         return
       case 'gather':
         this.#gather(s.worker, m.id, m.what)
+        return
+      case 'call':
+        this.#call(s, m.id, m.call)
         return
       case 'report': {
         const g = this.#gathers.get(m.id)
@@ -175,6 +175,14 @@ export class Supervisor {
         this.#maybeAnswer(g)
       }
     }
+  }
+
+  /** A question only the primary answers; an accepted config goes to every other worker that listens. */
+  #call (s: Slot, id: number, call: HostCall): void {
+    const a = this.#calls.handle(call)
+    // the writer first (its answer), then the others: each worker gets versions in the order accepted
+    this.#send(s.worker, { fhg: 1, t: 'answer', id, ...(a.error === undefined ? { value: a.value } : { error: a.error }) })
+    if (a.push !== undefined) for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'config', doc: a.push })
   }
 
   /** The prober is the ready worker of the lowest slot: active probes run once per node. */
