@@ -23,7 +23,7 @@ import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 import { PROXIED_METHODS } from '../lib/routes/methods.js'
 import workers from './workers.js'
-import { createWorkerStores } from '../lib/workers/ipc-store.js'
+import { IpcStore, createWorkerStores } from '../lib/workers/ipc-store.js'
 import { IpcConfigStore } from '../lib/workers/ipc-config.js'
 import type { SharedConfig } from '../lib/cluster/shared-config.js'
 import { WorkerProbes } from '../lib/workers/probes.js'
@@ -89,11 +89,15 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // node.workers without Redis: the primary holds the counters, so limits stay exact across workers
   const ipc = worker !== undefined && !fastify.cluster.redisEnabled ? createWorkerStores(worker.channel) : undefined
   if (ipc !== undefined) fastify.addHook('onClose', async () => { await ipc.close() })
+  // node.workers with Redis: onStoreError local falls back on the primary's counters, so the node admits its share once
+  const fallback = worker !== undefined && ipc === undefined && config.rateLimit.onStoreError === 'local' ? new IpcStore(worker.channel, { local: true }) : undefined
+  if (fallback !== undefined) fastify.addHook('onClose', async () => { await fallback.close() })
   await fastify.register(rateLimit, {
     ...rateLimitOptions,
     trustProxy: rateLimitOptions.trustProxy ?? config.node.trustProxy,
     clusterName: config.cluster.name,
     ...(ipc === undefined ? {} : { store: ipc.exact, leaseStore: ipc.lease }),
+    ...(fallback === undefined ? {} : { localStore: fallback }),
   })
   // node.workers: active probes once per node (one worker probes and shares)
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain, probeCoordinator: worker === undefined ? undefined : new WorkerProbes(worker) })

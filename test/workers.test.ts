@@ -259,7 +259,7 @@ t.test('SIGTERM drains every worker and exits 0', async (t) => {
   t.equal(node.log.filter((l) => l.includes('shutting down: draining"')).length, 2, 'both workers drained')
 })
 
-t.test('with Redis: the cluster sees one member for the node, and limits go to Redis, exact', async (t) => {
+t.test('with Redis: the cluster sees one member for the node, limits go to Redis, exact, and while Redis is down the node admits its local share once', async (t) => {
   const redis = await startRedis()
   t.teardown(async () => { await redis.stop() })
   const file = join(dir, 'workers-redis.yaml')
@@ -270,6 +270,8 @@ upstreams:
   api: { targets: [{ id: api-1, url: ${ups[0].url} }] }
 routes:
   - { path: /limited, upstream: api, rateLimit: { algorithm: fixed_window, limit: 30, window: 60s, key: route } }
+  - { path: /fallback, upstream: api, rateLimit: { algorithm: fixed_window, limit: 20, window: 60s, key: route } }
+rateLimit: { onStoreError: local }
 admin: { token: ${TOKEN} }
 drain: { delay: 0ms, timeout: 5s }
 `)
@@ -298,6 +300,21 @@ drain: { delay: 0ms, timeout: 5s }
     }
   }))
   t.equal(codes.filter((c) => c === 200).length, 30, 'exactly 30 allowed, counted in Redis')
+
+  // Redis dies: policy local decides on the primary's fallback counters, limit ÷ 1 live node, once for both workers
+  await redis.kill('SIGKILL')
+  const local: number[] = []
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (local.length < 120) {
+      const r = await request(`${rnode.address}/fallback/r`, { dispatcher: fresh, reset: true })
+      await r.body.dump()
+      local.push(r.statusCode)
+    }
+  }))
+  t.equal(local.filter((c) => c === 200).length, 20, `exactly 20 of ${local.length} allowed across both workers while Redis is down`)
+  t.equal(local.filter((c) => c === 429).length, local.length - 20, 'the rest refused')
+  const degraded = new Set(rnode.log.filter((l) => l.includes('applying onStoreError policy')).map((l) => (JSON.parse(l) as { pid: number }).pid))
+  t.equal(degraded.size, 2, 'both workers decided by the policy (two pids)')
   rnode.child.kill('SIGTERM')
   t.equal((await rnode.exit).code, 0, 'drains and exits 0')
 })

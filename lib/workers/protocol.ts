@@ -8,8 +8,14 @@ import type { ProbeResult } from '../health/probe.js'
 import type { HintKind } from '../health/events.js'
 import type { ConfigDoc } from '../cluster/config-store.js'
 
-/** take: [0, key, algorithm, limit, window, want, min]; refund: [1, key, algorithm, limit, window, units, epoch]. */
-export type RateLimitCall =
+/**
+ * take: [0, key, algorithm, limit, window, want, min]; refund: [1, key, algorithm, limit, window, units, epoch];
+ * outage: [2, degraded 0|1]: the sender's Redis store degraded (1) or recovered (0): the local fallback limiter of
+ * policy `local` counts afresh when the first worker of the node degrades.
+ */
+export type RateLimitCall = KeyCall | readonly [op: 2, degraded: 0 | 1]
+/** A take or a refund: a call on one key under one rule. */
+export type KeyCall =
   | readonly [op: 0, key: string, algorithm: Algorithm, limit: number, window: number, want: number, min: number]
   | readonly [op: 1, key: string, algorithm: Algorithm, limit: number, window: number, units: number, epoch: number]
 
@@ -47,7 +53,8 @@ export interface WorkerStatus {
 
 export type WorkerMessage =
   | { fhg: 1, t: 'ready' }
-  | { fhg: 1, t: 'rl', id: number, calls: RateLimitCall[] }
+  /** `local`: the calls of the node's local fallback limiter (policy `local` while Redis fails), not of its exact one. */
+  | { fhg: 1, t: 'rl', id: number, calls: RateLimitCall[], local?: 1 }
   | { fhg: 1, t: 'share', shared: Shared }
   | { fhg: 1, t: 'gather', id: number, what: GatherWhat }
   | { fhg: 1, t: 'report', id: number, data: unknown }
@@ -75,11 +82,11 @@ export function isWorkerMessage (m: unknown): m is WorkerMessage {
 }
 export const isPrimaryMessage = isWorkerMessage as (m: unknown) => m is PrimaryMessage
 
-export function takeCall (key: string, rule: LimitRule, want: number, min: number): RateLimitCall {
+export function takeCall (key: string, rule: LimitRule, want: number, min: number): KeyCall {
   return [0, key, rule.algorithm, rule.limit, rule.window, want, min]
 }
 
-export function refundCall (key: string, rule: LimitRule, units: number, epoch: number): RateLimitCall {
+export function refundCall (key: string, rule: LimitRule, units: number, epoch: number): KeyCall {
   return [1, key, rule.algorithm, rule.limit, rule.window, units, epoch]
 }
 
@@ -91,8 +98,12 @@ export function fromGrantTuple (t: GrantTuple): Grant {
   return { allowed: t[0] === 1, remaining: t[1], resetMs: t[2], retryAfterMs: t[3], granted: t[4], epoch: t[5] }
 }
 
-/** The rule a call names (leaseSize plays no part in the primary: the worker's LeaseStore sizes its slices). */
-export function ruleOf (c: RateLimitCall): LimitRule {
+export function outageCall (degraded: boolean): RateLimitCall {
+  return [2, degraded ? 1 : 0]
+}
+
+/** The rule a take or refund names (leaseSize plays no part in the primary: the worker's LeaseStore sizes its slices). */
+export function ruleOf (c: KeyCall): LimitRule {
   return { algorithm: c[2], limit: c[3], window: c[4] }
 }
 

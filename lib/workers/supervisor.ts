@@ -52,6 +52,8 @@ export class Supervisor {
   /** Workers that died and were replaced. */
   replaced = 0
   readonly limits: LimitHost | undefined
+  /** The node's local fallback limiter (onStoreError `local` while Redis fails): made when a worker first needs it. */
+  fallback: LimitHost | undefined
   readonly #o: SupervisorOptions
   readonly #slots = new Map<number, Slot>()
   readonly #gathers = new Map<number, Gathering>()
@@ -103,6 +105,7 @@ export class Supervisor {
     await Promise.all(all)
     clearTimeout(killer)
     await this.limits?.close()
+    await this.fallback?.close()
     return code
   }
 
@@ -120,6 +123,7 @@ export class Supervisor {
     if (this.#slots.get(s.slot) !== s) return
     const wasReady = s.ready
     s.ready = false
+    this.fallback?.left(s.slot)
     for (const g of this.#gathers.values()) if (g.waiting.delete(s.worker.id)) this.#maybeAnswer(g)
     if (this.#stopping) return
     if (!this.#booted && this.#onBoot !== undefined) {
@@ -154,7 +158,8 @@ export class Supervisor {
         }
         return
       case 'rl': {
-        const grants = this.limits === undefined ? m.calls.map(() => 0 as const) : this.limits.handle(m.calls)
+        const host = m.local === 1 ? (this.fallback ??= new LimitHost()) : this.limits
+        const grants = host === undefined ? m.calls.map(() => 0 as const) : host.handle(m.calls, s.slot)
         this.#send(s.worker, { fhg: 1, t: 'rl', id: m.id, grants })
         return
       }
