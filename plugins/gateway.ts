@@ -27,6 +27,7 @@ import { IpcStore, createWorkerStores } from '../lib/workers/ipc-store.js'
 import { IpcConfigStore } from '../lib/workers/ipc-config.js'
 import type { SharedConfig } from '../lib/cluster/shared-config.js'
 import { WorkerProbes } from '../lib/workers/probes.js'
+import { workerMonitorScope } from '../lib/workers/monitor-scope.js'
 import type { WorkersStatus } from '../lib/workers/protocol.js'
 import type { WorkerLink } from '../lib/workers/worker-link.js'
 import { workerListenOptions } from '../lib/workers/reuse-port.js'
@@ -114,6 +115,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(monitor, {
     prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, alerts: config.alerts,
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
+    // node.workers: one worker evaluates the alert rules, on the node's figures
+    ...(worker === undefined ? {} : { node: workerMonitorScope(worker) }),
   })
   await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
   if (worker !== undefined) await fastify.register(workers, { link: worker })

@@ -2,6 +2,8 @@
 // One node serves every subtest (a worker boot is slow on a loaded machine); the SIGTERM drain comes last.
 import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, Client, request } from 'undici'
@@ -25,7 +27,18 @@ const odd: string[] = []
 
 let ups: UpstreamProcess[]
 let node: CliNode
+/** The alerts the node's webhook alerter POSTed (a receiver of the test's own). */
+const hooks: Array<{ rule: string, status: string, details?: { evaluatedBy?: string } }> = []
+const receiver = createServer((req, res) => {
+  let body = ''
+  req.on('data', (c: Buffer) => { body += c.toString() })
+  req.on('end', () => {
+    try { hooks.push(JSON.parse(body)) } catch {}
+    res.end('ok')
+  })
+})
 t.before(async () => {
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
   ups = await startUpstreams(3, 'w')
   const file = join(dir, 'workers.yaml')
   writeFileSync(file, `
@@ -44,6 +57,10 @@ routes:
   - { path: /flaky, upstream: flaky }
 admin: { token: ${TOKEN} }
 drain: { delay: 100ms, timeout: 10s }
+alerts:
+  interval: 300ms
+  rules: [{ name: node-up, when: 'nodes >= 1', severity: warning, cooldown: 10m }]
+  alerters: [{ type: webhook, url: 'http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook', timeout: 2s }]
 `)
   node = await startCliNode(file, { id: 'gw-workers', timeout: 90_000 })
   // both workers listen (the primary logs it once every worker is ready)
@@ -52,6 +69,7 @@ drain: { delay: 100ms, timeout: 10s }
 t.teardown(async () => {
   await node?.kill('SIGKILL')
   await fresh.close()
+  receiver.close()
   await Promise.all(ups.map(async (u) => await u.kill()))
 })
 
@@ -124,6 +142,32 @@ t.test('one /metrics scrape answers for the whole node: counts sum across worker
     const c = await count()
     t.equal(c.api, 40, `scrape ${i + 1}: the 40 /api requests of both workers`)
     t.equal(c.limited, 50, `scrape ${i + 1}: the 50 allowed /limited requests`)
+  }
+})
+
+t.test('alerts are evaluated once per node, on the node\'s figures: one webhook per firing, not one per worker', async (t) => {
+  await until('the rule fires', () => hooks.some((h) => h.rule === 'node-up'), 20_000)
+  // ten more evaluation intervals: a second evaluator would have fired by now
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const fired = hooks.filter((h) => h.rule === 'node-up')
+  t.equal(fired.length, 1, `one webhook for the firing, not two (${JSON.stringify(fired)})`)
+  t.equal(fired[0].status, 'firing')
+  for (let i = 0; i < 4; i++) {
+    const r = await get(`${node.address}/gateway/alerts`, { ...auth, dispatcher: fresh, reset: true })
+    t.same(r.body.firing.map((f: { rule: string }) => f.rule), ['node-up'], `answer ${i + 1}: the node's firing rule, whichever worker answers`)
+    t.equal(r.body.recent.length, 1, 'and its one notification')
+  }
+  // the figures the rules read are the node's: {admin}/cluster/metrics counts what both workers served
+  const a = await connectionToWorker()
+  const b = await connectionToWorker(a.pid)
+  t.teardown(async () => { await a.c.close(); await b.c.close() })
+  const scraped = (await get(`${node.address}/metrics`, { dispatcher: fresh, reset: true })).text.split('\n')
+    .filter((l) => l.startsWith('proxy_requests_total{') && l.includes('upstream="api"'))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+  for (const w of [a, b]) {
+    const r = await w.c.request({ method: 'GET', path: '/gateway/cluster/metrics', headers: auth.headers })
+    const v = await r.body.json() as { upstreams: { api: { totalRequests: number } } }
+    t.equal(v.upstreams.api.totalRequests, scraped, `worker ${w.pid}: the node's ${scraped} requests to api`)
   }
 })
 

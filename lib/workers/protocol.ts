@@ -7,6 +7,8 @@ import type { Grant } from '../ratelimit/grant.js'
 import type { ProbeResult } from '../health/probe.js'
 import type { HintKind } from '../health/events.js'
 import type { ConfigDoc } from '../cluster/config-store.js'
+import type { Alert } from '../monitor/alert.js'
+import type { RuleState } from '../monitor/alert-state.js'
 
 /**
  * take: [0, key, algorithm, limit, window, want, min]; refund: [1, key, algorithm, limit, window, units, epoch];
@@ -29,18 +31,22 @@ export type Shared =
 
 /**
  * A question one worker asks the primary, which holds the node's one copy of it (no Redis): answered once
- * (`answer`). config.*: the node's shared config document, judged compare-and-set by the primary.
+ * (`answer`). config.*: the node's shared config document, judged compare-and-set by the primary;
+ * alerts.*: the node's alert states (lib/monitor/alert-store.ts), committed only by the worker the primary names.
  */
 export type HostCall =
   | { op: 'config.seed', config: unknown, version: number }
   | { op: 'config.get' }
   | { op: 'config.put', config: unknown, expected: number }
+  | { op: 'alerts.load' }
+  | { op: 'alerts.commit', states: Array<[string, RuleState]>, removed: string[], alerts: Alert[] }
+  | { op: 'alerts.recent' }
 
 /** The primary's answer to config.put: the document it now holds, or the version that made the write stale. */
 export type ConfigPutAnswer = { ok: true, doc: ConfigDoc } | { ok: false, current: number }
 
-/** What the primary gathers from every worker for one answer of the node. */
-export type GatherWhat = 'metrics' | 'status'
+/** What the primary gathers from every worker for one answer of the node (summary: the monitor's NodeSummary, for alerts). */
+export type GatherWhat = 'metrics' | 'status' | 'summary'
 
 /** A worker's own part of {admin}/status. */
 export interface WorkerStatus {

@@ -5,7 +5,7 @@
 // to every worker, gathers the node's /metrics and status from every worker, and on SIGTERM drains every
 // worker and exits once all have exited.
 import cluster, { type Worker } from 'node:cluster'
-import { HostCalls } from './host-calls.js'
+import { HostCalls, type HostAnswer } from './host-calls.js'
 import { LimitHost } from './limit-host.js'
 import { mergeMetrics, type MetricsJson } from './metrics-merge.js'
 import { isWorkerMessage, type GatherWhat, type HostCall, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
@@ -184,10 +184,14 @@ export class Supervisor {
 
   /** A question only the primary answers; an accepted config goes to every other worker that listens. */
   #call (s: Slot, id: number, call: HostCall): void {
-    const a = this.#calls.handle(call)
-    // the writer first (its answer), then the others: each worker gets versions in the order accepted
-    this.#send(s.worker, { fhg: 1, t: 'answer', id, ...(a.error === undefined ? { value: a.value } : { error: a.error }) })
-    if (a.push !== undefined) for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'config', doc: a.push })
+    const reply = (a: HostAnswer): void => {
+      // the writer first (its answer), then the others: each worker gets versions in the order accepted
+      this.#send(s.worker, { fhg: 1, t: 'answer', id, ...(a.error === undefined ? { value: a.value } : { error: a.error }) })
+      if (a.push !== undefined) for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'config', doc: a.push })
+    }
+    const a = this.#calls.handle(call, { slot: s.slot, evaluator: s.prober })
+    if (a instanceof Promise) a.then(reply, (err: unknown) => { reply({ error: (err as Error).message }) })
+    else reply(a)
   }
 
   /** The prober is the ready worker of the lowest slot: active probes run once per node. */
@@ -234,6 +238,10 @@ export class Supervisor {
     clearTimeout(g.timer)
     const reply = (data: unknown, error?: string): void => {
       if (!g.from.isDead()) this.#send(g.from, { fhg: 1, t: 'gathered', id: g.replyId, data, ...(error === undefined ? {} : { error }) })
+    }
+    if (g.what === 'summary') {
+      reply([...g.parts.entries()].sort(([a], [b]) => a - b).map(([, p]) => p))
+      return
     }
     if (g.what === 'status') {
       const workers = [...g.parts.values()] as WorkerStatus[]

@@ -6,7 +6,7 @@ import { SharedConfigRuntime, type SharedConfig, type SharedConfigLog } from '..
 import { validateConfig, type GatewayConfig } from '../../lib/config/index.js'
 import type { GatewayError } from '../../lib/errors.js'
 import { ConfigHost } from '../../lib/workers/config-host.js'
-import { HostCalls } from '../../lib/workers/host-calls.js'
+import { HostCalls, type HostAnswer } from '../../lib/workers/host-calls.js'
 import { IpcConfigStore } from '../../lib/workers/ipc-config.js'
 import type { Channel, PrimaryMessage, WorkerMessage } from '../../lib/workers/protocol.js'
 import { WorkerLink } from '../../lib/workers/worker-link.js'
@@ -34,7 +34,7 @@ function fakePrimary (): { channel: () => Channel<WorkerMessage, PrimaryMessage>
       return {
         send (m) {
           if (m.t !== 'call' || p.silent) return
-          const a = calls.handle(m.call)
+          const a = calls.handle(m.call, { slot: 1, evaluator: true }) as HostAnswer // config calls answer in their turn
           deliver({ fhg: 1, t: 'answer', id: m.id, ...(a.error === undefined ? { value: a.value } : { error: a.error }) })
           if (a.push !== undefined) for (const w of workers) if (w !== deliver) w({ fhg: 1, t: 'config', doc: a.push })
         },
