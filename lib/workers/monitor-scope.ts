@@ -5,6 +5,7 @@ import type { NodeScope } from '../monitor/node-scope.js'
 import { mergeSummaries } from '../monitor/summary-merge.js'
 import type { NodeSummary } from '../monitor/summary.js'
 import { IpcAlertStore } from './ipc-alerts.js'
+import type { SummaryParts } from './protocol.js'
 import type { WorkerLink } from './worker-link.js'
 
 export function workerMonitorScope (link: WorkerLink): NodeScope {
@@ -12,8 +13,9 @@ export function workerMonitorScope (link: WorkerLink): NodeScope {
     evaluates: () => link.prober,
     contribute (own) { link.onCollect('summary', own) },
     async summary () {
-      const parts = (await link.gather('summary') as Array<NodeSummary | null>).filter((p): p is NodeSummary => p !== null)
-      if (parts.length === 0) throw new Error('no worker gave its summary')
+      const g = await link.gather('summary') as SummaryParts
+      const parts = g.parts.filter((p): p is NodeSummary => p !== null)
+      if (g.missing > 0 || parts.length < g.parts.length || parts.length === 0) throw new Error(`the node's summary is incomplete: ${g.missing + g.parts.length - parts.length} worker(s) gave none`)
       return mergeSummaries(parts)
     },
     alertStore: new IpcAlertStore(link),

@@ -48,6 +48,9 @@ export type ConfigPutAnswer = { ok: true, doc: ConfigDoc } | { ok: false, curren
 /** What the primary gathers from every worker for one answer of the node (summary: the monitor's NodeSummary, for alerts). */
 export type GatherWhat = 'metrics' | 'status' | 'summary'
 
+/** The node's summary as the primary gathers it: every worker's part, and how many workers did not answer in time. */
+export interface SummaryParts { parts: unknown[], missing: number }
+
 /** A worker's own part of {admin}/status. */
 export interface WorkerStatus {
   slot: number

@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { HostCalls, type HostAnswer } from './host-calls.js'
 import { LimitHost } from './limit-host.js'
 import { mergeMetrics, type MetricsJson } from './metrics-merge.js'
-import { isWorkerMessage, type GatherWhat, type HostCall, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
+import { isWorkerMessage, type GatherWhat, type SummaryParts, type HostCall, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
 
 export interface SupervisorLog {
   info (obj: object, msg: string): void
@@ -240,7 +240,8 @@ export class Supervisor {
       if (!g.from.isDead()) this.#send(g.from, { fhg: 1, t: 'gathered', id: g.replyId, data, ...(error === undefined ? {} : { error }) })
     }
     if (g.what === 'summary') {
-      reply([...g.parts.entries()].sort(([a], [b]) => a - b).map(([, p]) => p))
+      // a worker that did not answer in time is named: the evaluator skips a round it cannot see whole
+      reply({ parts: [...g.parts.entries()].sort(([a], [b]) => a - b).map(([, p]) => p), missing: g.waiting.size } satisfies SummaryParts)
       return
     }
     if (g.what === 'status') {

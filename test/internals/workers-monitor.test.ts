@@ -9,6 +9,7 @@ import { mergeSummaries } from '../../lib/monitor/summary-merge.js'
 import type { NodeSummary, TargetView } from '../../lib/monitor/summary.js'
 import { HostCalls } from '../../lib/workers/host-calls.js'
 import { IpcAlertStore } from '../../lib/workers/ipc-alerts.js'
+import { workerMonitorScope } from '../../lib/workers/monitor-scope.js'
 import type { Channel, PrimaryMessage, WorkerMessage } from '../../lib/workers/protocol.js'
 import { WorkerLink } from '../../lib/workers/worker-link.js'
 
@@ -104,4 +105,27 @@ t.test('the primary refuses a commit from a worker it no longer names (as Redis 
   evaluator.slot = 2
   t.equal(await store.commit('gw', 0, new Map(), ['r'], []), false, 'refused')
   t.same([...await store.load()], [['r', { status: 'inactive' }]], 'nothing written')
+})
+
+t.test('the node\'s summary through the primary: merged when every live worker gave its own, refused when one did not', async (t) => {
+  const listeners = new Set<(m: PrimaryMessage) => void>()
+  let answer: unknown
+  const ch: Channel<WorkerMessage, PrimaryMessage> = {
+    send (m) {
+      if (m.t === 'gather') setImmediate(() => { for (const fn of listeners) fn({ fhg: 1, t: 'gathered', id: m.id, data: answer }) })
+    },
+    onMessage (fn) { listeners.add(fn); return () => { listeners.delete(fn) } },
+  }
+  const link = new WorkerLink(ch, 2)
+  t.teardown(() => { link.close() })
+  const scope = workerMonitorScope(link)
+  t.equal(scope.evaluates(), false, 'slot 2 does not evaluate until the primary names it')
+  const a = part(30, 3, [tg('t1', 'healthy')])
+  const b = part(10, 1, [tg('t1', 'healthy')])
+  answer = { parts: [a, b], missing: 0 }
+  t.equal((await scope.summary()).u.api.all.n, 40)
+  answer = { parts: [a], missing: 1 }
+  await t.rejects(scope.summary(), /incomplete: 1 worker/, 'a worker that did not answer in time: no summary (the round is skipped)')
+  answer = { parts: [a, null], missing: 0 }
+  await t.rejects(scope.summary(), /incomplete/)
 })
