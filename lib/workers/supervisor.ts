@@ -1,9 +1,10 @@
 // The primary of a `node.workers: N` node: forks N workers that share one listening port (node:cluster)
 // and serves no HTTP itself. It replaces a worker that dies (logged, counted), holds the rate-limit
-// counters and the config document when there is no Redis (limit-host.ts, config-host.ts), relays what one
-// worker shares with the others (probe results, ejections and open circuits), pushes each accepted config
-// to every worker, gathers the node's /metrics and status from every worker, and on SIGTERM drains every
-// worker and exits once all have exited.
+// counters, the config document and the alert states when there is no Redis (limit-host.ts, host-calls.ts),
+// and the local fallback limiter while Redis fails (policy `local`), relays what one worker shares with the
+// others (probe results, ejections and open circuits), pushes each accepted config to every worker, gathers
+// the node's /metrics, status and monitor summary from every worker, and on SIGTERM drains every worker and
+// exits once all have exited.
 import cluster, { type Worker } from 'node:cluster'
 import { HostCalls, type HostAnswer } from './host-calls.js'
 import { LimitHost } from './limit-host.js'
@@ -60,7 +61,7 @@ export class Supervisor {
   #nextGather = 1
   #stopping = false
   #booted = false
-  /** What only the primary answers: the node's config document without Redis. */
+  /** What only the primary answers: the node's config document and alert states without Redis. */
   readonly #calls = new HostCalls()
   /** The last probe result of each target: a worker that starts (a replacement) takes them at once. */
   readonly #probes = new Map<string, Shared>()
