@@ -10,7 +10,7 @@ import {
   DistributedCache, Membership, StateManager, closeRedisConnection, createClusterContext, type NodeInfo, type RedisClient,
 } from '../lib/cluster/index.js'
 import { duplicateFailFast, resolveRedisClient } from '../lib/cluster/redis-client.js'
-import { SHARED_CONFIG_KEYS, SharedConfigRuntime } from '../lib/cluster/shared-config.js'
+import { SHARED_CONFIG_KEYS, SharedConfigRuntime, type SharedConfigRuntimeOptions } from '../lib/cluster/shared-config.js'
 import { isNormalizedConfig, redactError, redactText, validateConfig, type GatewayConfig, type GatewayConfigInput } from '../lib/config/index.js'
 import { createClusterMetrics } from '../lib/metrics/cluster-metrics.js'
 import type { ClusterNode, GatewayCluster, SharedConfigApi } from '../types/index.js'
@@ -30,6 +30,11 @@ export interface ClusterPluginOptions {
   commandTimeout?: number
   /** ms; deadline of every call of the cluster components. Default 1500. */
   callTimeout?: number
+  /**
+   * Without Redis: the store of the node's shared config when another process holds it (node.workers: the primary,
+   * which judges every PUT). Default: this process's memory. Ignored with Redis.
+   */
+  configStore?: SharedConfigRuntimeOptions['store']
 }
 
 const VERSION = packageVersion()
@@ -84,6 +89,7 @@ async function clusterPlugin (fastify: FastifyInstance, opts: ClusterPluginOptio
     config: cfg,
     context: ctx,
     client,
+    store: opts.configStore,
     log,
     bootWait: opts.bootWait,
     onApplied: (version, propagation) => {

@@ -23,8 +23,11 @@ import rateLimit from './rate-limit.js'
 import responseCache from './response-cache.js'
 import { PROXIED_METHODS } from '../lib/routes/methods.js'
 import workers from './workers.js'
-import { createWorkerStores } from '../lib/workers/ipc-store.js'
+import { IpcStore, createWorkerStores } from '../lib/workers/ipc-store.js'
+import { IpcConfigStore } from '../lib/workers/ipc-config.js'
+import type { SharedConfig } from '../lib/cluster/shared-config.js'
 import { WorkerProbes } from '../lib/workers/probes.js'
+import { workerMonitorScope } from '../lib/workers/monitor-scope.js'
 import type { WorkersStatus } from '../lib/workers/protocol.js'
 import type { WorkerLink } from '../lib/workers/worker-link.js'
 import { workerListenOptions } from '../lib/workers/reuse-port.js'
@@ -63,7 +66,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // cluster first (the others subscribe to its config watch when they register: the load balancer's upstreams switch
   // before the route table below, every other watcher after), then the load balancer (its bad-path check is the first
   // onRequest hook, ahead of the rate limiter and the cache), the rate limiter (on gatewayRedis), health checks, ...
-  await fastify.register(cluster, { config })
+  // node.workers without Redis: the primary holds the node's config document and judges every PUT
+  await fastify.register(cluster, { config, ...(worker === undefined ? {} : { configStore: (onError) => new IpcConfigStore<SharedConfig>(worker, { onError }) }) })
   await fastify.register(loadBalancer, {
     upstreams: toUpstreamSpecs(config),
     timeouts: config.proxy.timeouts,
@@ -86,11 +90,15 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   // node.workers without Redis: the primary holds the counters, so limits stay exact across workers
   const ipc = worker !== undefined && !fastify.cluster.redisEnabled ? createWorkerStores(worker.channel) : undefined
   if (ipc !== undefined) fastify.addHook('onClose', async () => { await ipc.close() })
+  // node.workers with Redis: onStoreError local falls back on the primary's counters, so the node admits its share once
+  const fallback = worker !== undefined && ipc === undefined && config.rateLimit.onStoreError === 'local' ? new IpcStore(worker.channel, { local: true }) : undefined
+  if (fallback !== undefined) fastify.addHook('onClose', async () => { await fallback.close() })
   await fastify.register(rateLimit, {
     ...rateLimitOptions,
     trustProxy: rateLimitOptions.trustProxy ?? config.node.trustProxy,
     clusterName: config.cluster.name,
     ...(ipc === undefined ? {} : { store: ipc.exact, leaseStore: ipc.lease }),
+    ...(fallback === undefined ? {} : { localStore: fallback }),
   })
   // node.workers: active probes once per node (one worker probes and shares)
   await fastify.register(healthCheck, { upstreams: config.upstreams, drain: config.drain, probeCoordinator: worker === undefined ? undefined : new WorkerProbes(worker) })
@@ -107,6 +115,8 @@ async function gatewayPlugin (fastify: FastifyInstance, opts: GatewayOptions): P
   await fastify.register(monitor, {
     prefix: config.admin.prefix, token: config.admin.token, listen: config.admin.listen, alerts: config.alerts,
     clusterName: config.cluster.name, sampleInterval: config.cluster.heartbeatInterval,
+    // node.workers: one worker evaluates the alert rules, on the node's figures
+    ...(worker === undefined ? {} : { node: workerMonitorScope(worker) }),
   })
   await fastify.register(responseCache, { redisMaxBytes: config.cache.maxBytes }) // routes[].cache: after the cluster (its two-level cache) and the limiter (hits count)
   if (worker !== undefined) await fastify.register(workers, { link: worker })

@@ -1,5 +1,7 @@
 // The monitor plugin: publishes this node's summary with its heartbeat, serves the cluster metrics,
 // the alerts and the dashboard, and runs the cluster's AlertManager (one evaluator per cluster).
+// node.workers (`node`): one worker of the node evaluates, on the node's summary (every worker's, merged),
+// and {admin}/cluster/metrics shows the node's figures whichever worker answers.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { optional } from './optional.js'
@@ -14,6 +16,7 @@ import { DASHBOARD_CSP, DASHBOARD_HTML } from '../lib/monitor/dashboard-page.js'
 import { RateHistory } from '../lib/monitor/history.js'
 import { compileRules, type AlertRuleConfig } from '../lib/monitor/rule.js'
 import { NodeSampler, type NodeSummary } from '../lib/monitor/summary.js'
+import type { NodeScope } from '../lib/monitor/node-scope.js'
 import { bearerGuard } from './auth-guard.js'
 import { ownListener } from './own-listener.js'
 
@@ -28,6 +31,8 @@ export interface MonitorOptions {
   sampleInterval?: number
   alerts?: { interval?: number, rules?: AlertRuleConfig[], alerters?: AlerterConfig[] }
   clusterName?: string
+  /** This process is one worker of a node (node.workers): the node evaluates and is shown as one (lib/workers/monitor-scope.ts). */
+  node?: NodeScope
 }
 
 async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): Promise<void> {
@@ -61,8 +66,9 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     })
   }
 
-  const view = (): ClusterMetricsView => {
-    const self = sampler.current()
+  const scope = opts.node
+  scope?.contribute(() => sampler.current())
+  const view = (self = sampler.current()): ClusterMetricsView => {
     const nodes: NodeInput[] = (cluster?.nodes() ?? []).map((n) => ({
       id: n.id,
       address: `${n.address}:${n.port}`,
@@ -74,6 +80,8 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     if (nodes.length === 0) nodes.push({ id: nodeId, address: '', status: 'ready', configVersion: 0, lastSeen: Date.now(), summary: self })
     return aggregate(nodes)
   }
+  // the node's figures: with workers, every worker's summary merged (the primary gathers them); alone, this process's
+  const nodeView = scope === undefined ? view : async (): Promise<ClusterMetricsView> => view(await scope.summary())
 
   const sampling = new Ticker(async () => {
     sampler.sample()
@@ -89,9 +97,11 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     cluster: clusterName,
     rules,
     alerters: createAlerters(a.alerters, log),
-    store: cluster?.redisEnabled === true ? new RedisAlertStore(cluster.context.link, clusterName) : new MemoryAlertStore(),
+    store: cluster?.redisEnabled === true ? new RedisAlertStore(cluster.context.link, clusterName) : scope?.alertStore ?? new MemoryAlertStore(),
     interval: a.interval ?? 10_000,
-    metrics: view,
+    // with workers a round the primary cannot gather for is skipped (logged): one worker's share is no basis for an alert
+    metrics: nodeView,
+    evaluates: scope?.evaluates,
     onError: (err) => {
       // once per distinct failure (a Redis outage would repeat it every interval)
       const msg = (err as Error).message
@@ -126,16 +136,19 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
     try {
       return await manager.list()
     } catch (err) {
+      if (err instanceof GatewayError) throw err // FHG_ERR_PRIMARY_UNAVAILABLE: the states are the primary's
       throw new GatewayError('REDIS_UNAVAILABLE', (err as Error).message)
     }
   }
 
-  server.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => view())
+  // a view the primary cannot gather for falls back to this worker's own figures
+  const shown = async (): Promise<ClusterMetricsView> => await Promise.resolve(nodeView()).catch(() => view())
+  server.get(`${prefix}/cluster/metrics`, { onRequest: guard, logLevel: 'warn' }, async () => await shown())
   server.get(`${prefix}/alerts`, { onRequest: guard, logLevel: 'warn' }, async () => await alerts())
   server.get(`${prefix}/dashboard/data`, { onRequest: guard, logLevel: 'warn' }, async (_request, reply) => {
     const list = await alerts()
     reply.header('cache-control', 'no-store')
-    return { cluster: clusterName, self: nodeId, metrics: view(), alerts: list, history: history.points() }
+    return { cluster: clusterName, self: nodeId, metrics: await shown(), alerts: list, history: history.points() }
   })
   // the page holds no data: served without the token, which it asks for and sends in a header
   server.get(`${prefix}/dashboard`, { logLevel: 'warn' }, async (_request, reply) => {

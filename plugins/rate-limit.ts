@@ -55,6 +55,11 @@ export interface RateLimitPluginOptions {
   store?: RateLimitStore
   leaseStore?: RateLimitStore
   /**
+   * The limiter of onStoreError `local` (yours: not closed by the plugin). Default: one in this process's memory.
+   * node.workers: the primary's, so the node admits its share once across its workers.
+   */
+  localStore?: RateLimitStore
+  /**
    * What a request over its limit is refused with, as @fastify/rate-limit's option of that name: the value returned
    * is raised through Fastify (the route's error handler answers it; an object that is not an Error is sent as the
    * body, with its `statusCode` as the status). Default: FHG_ERR_RATE_LIMITED from lib/errors.ts. Retry-After and
@@ -152,6 +157,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitPluginO
     store: opts.store,
     leaseStore: opts.leaseStore,
     local: policy === 'local',
+    localStore: opts.localStore,
     // the Redis store times each script call (one per batch of decisions); a store of the app's is timed per decision
     onDuration: metrics === undefined ? undefined : (s) => metrics.storeDuration(s),
     // a late reply: Redis is alive, and counted what the policy decided; probe at once, and let metrics say so

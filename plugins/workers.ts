@@ -1,15 +1,15 @@
 // node.workers: the thin adapter in each worker. The node behaves as one node through the primary:
 // - {admin}/status and /metrics gather every worker's part (the primary assembles them; admin/metrics options);
 // - a passive ejection or an opened circuit in this worker keeps the target out in the others too (a hint);
-// - active probe results of the prober worker reach the others (lib/workers/probes.ts);
-// - without Redis, a config PUT applied here is applied by every other worker (with Redis, each watches the store).
+// - active probe results of the prober worker reach the others (lib/workers/probes.ts).
+// Config changes need nothing here: with Redis each worker watches the store; without it the primary holds the
+// node's document (lib/workers/ipc-config.ts, given to the cluster plugin as its store).
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { FailoverEvent } from '../lib/failover/events.js'
 import { metricsJson } from '../lib/workers/metrics-merge.js'
-import type { Shared, WorkerStatus } from '../lib/workers/protocol.js'
+import type { WorkerStatus } from '../lib/workers/protocol.js'
 import type { WorkerLink } from '../lib/workers/worker-link.js'
-import type { SharedConfig } from '../types/index.js'
 
 export interface WorkersPluginOptions {
   link: WorkerLink
@@ -20,7 +20,6 @@ async function workersPlugin (fastify: FastifyInstance, opts: WorkersPluginOptio
   const lb = fastify.loadBalancer
   const health = fastify.gatewayHealth
   const cluster = fastify.cluster
-  const log = fastify.log.child({ component: 'workers', worker: link.slot })
 
   // ---- this worker's parts of the node's answers ----
   link.onCollect('status', () => {
@@ -41,35 +40,16 @@ async function workersPlugin (fastify: FastifyInstance, opts: WorkersPluginOptio
     },
   })
 
-  // ---- config changes: without Redis the store is this worker's memory; the others apply the same document ----
-  const fanOut = !cluster.redisEnabled
-  let fromPeer = 0
-  const unwatch = fanOut
-    ? cluster.config.watch((_config, doc) => {
-      if (doc.version > fromPeer) link.share({ kind: 'config', version: doc.version, config: doc.config })
-    })
-    : undefined
-  const applyConfig = async (s: Extract<Shared, { kind: 'config' }>): Promise<void> => {
-    const running = cluster.config.version
-    if (running >= s.version) return
-    fromPeer = s.version
-    await cluster.config.put(s.config as SharedConfig, running)
-  }
-
   // ---- in: what the other workers share ----
   const offShared = link.onShared((s, from) => {
     if (s.kind === 'probe') health.applySharedProbe(s.upstream, s.target, s.result)
-    else if (s.kind === 'hint') health.applyHint(s.upstream, s.target, { kind: s.hint, from: `${cluster.nodeId}/worker-${from}`, until: s.until })
-    else if (fanOut) {
-      applyConfig(s).catch((err: unknown) => { log.error({ err, version: s.version }, 'config of another worker not applied') })
-    }
+    else health.applyHint(s.upstream, s.target, { kind: s.hint, from: `${cluster.nodeId}/worker-${from}`, until: s.until })
   })
 
   fastify.addHook('onListen', async () => { link.ready() })
   fastify.addHook('onClose', async () => {
     open = false
     unsubscribe()
-    unwatch?.()
     offShared()
     link.close()
   })

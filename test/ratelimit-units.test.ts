@@ -201,3 +201,19 @@ t.test('outage guard local: the in-memory limiter at limit ÷ live nodes', async
   nodes = 0
   t.equal(g.localRule(rule), rule, 'no cluster: one node')
 })
+
+t.test('outage guard local: the local limiter is told when the store degrades (clear) and when it recovers', async (t) => {
+  let now = 0
+  const store = new FlakyStore()
+  const told: string[] = []
+  const local = Object.assign(new CountingStore(), { clear () { told.push('clear') }, recovered () { told.push('recovered') } })
+  const g = new StoreGuard({ policy: 'local', localStore: local, now: () => now, probeInterval: 10 })
+  await g.consume(store, 'k', rule, 1)
+  store.down = true
+  for (let i = 0; i < 5; i++) await g.consume(store, 'k', rule, 1)
+  t.same(told, ['clear'], 'once, when the store degrades')
+  store.down = false
+  now += 100
+  await g.consume(store, 'k', rule, 1)
+  t.same(told, ['clear', 'recovered'], 'once, when it answers again')
+})

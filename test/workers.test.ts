@@ -2,9 +2,11 @@
 // One node serves every subtest (a worker boot is slow on a loaded machine); the SIGTERM drain comes last.
 import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Agent, request } from 'undici'
+import { Agent, Client, request } from 'undici'
 import { startUpstreams, type UpstreamProcess } from './helpers/upstream.js'
 import { get, client } from './helpers/gateway.js'
 import { startCliNode, type CliNode } from './helpers/node.js'
@@ -25,7 +27,18 @@ const odd: string[] = []
 
 let ups: UpstreamProcess[]
 let node: CliNode
+/** The alerts the node's webhook alerter POSTed (a receiver of the test's own). */
+const hooks: Array<{ rule: string, status: string, details?: { evaluatedBy?: string } }> = []
+const receiver = createServer((req, res) => {
+  let body = ''
+  req.on('data', (c: Buffer) => { body += c.toString() })
+  req.on('end', () => {
+    try { hooks.push(JSON.parse(body)) } catch {}
+    res.end('ok')
+  })
+})
 t.before(async () => {
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
   ups = await startUpstreams(3, 'w')
   const file = join(dir, 'workers.yaml')
   writeFileSync(file, `
@@ -44,6 +57,10 @@ routes:
   - { path: /flaky, upstream: flaky }
 admin: { token: ${TOKEN} }
 drain: { delay: 100ms, timeout: 10s }
+alerts:
+  interval: 300ms
+  rules: [{ name: node-up, when: 'nodes >= 1', severity: warning, cooldown: 10m }]
+  alerters: [{ type: webhook, url: 'http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook', timeout: 2s }]
 `)
   node = await startCliNode(file, { id: 'gw-workers', timeout: 90_000 })
   // both workers listen (the primary logs it once every worker is ready)
@@ -52,6 +69,7 @@ drain: { delay: 100ms, timeout: 10s }
 t.teardown(async () => {
   await node?.kill('SIGKILL')
   await fresh.close()
+  receiver.close()
   await Promise.all(ups.map(async (u) => await u.kill()))
 })
 
@@ -127,6 +145,32 @@ t.test('one /metrics scrape answers for the whole node: counts sum across worker
   }
 })
 
+t.test('alerts are evaluated once per node, on the node\'s figures: one webhook per firing, not one per worker', async (t) => {
+  await until('the rule fires', () => hooks.some((h) => h.rule === 'node-up'), 20_000)
+  // ten more evaluation intervals: a second evaluator would have fired by now
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  const fired = hooks.filter((h) => h.rule === 'node-up')
+  t.equal(fired.length, 1, `one webhook for the firing, not two (${JSON.stringify(fired)})`)
+  t.equal(fired[0].status, 'firing')
+  for (let i = 0; i < 4; i++) {
+    const r = await get(`${node.address}/gateway/alerts`, { ...auth, dispatcher: fresh, reset: true })
+    t.same(r.body.firing.map((f: { rule: string }) => f.rule), ['node-up'], `answer ${i + 1}: the node's firing rule, whichever worker answers`)
+    t.equal(r.body.recent.length, 1, 'and its one notification')
+  }
+  // the figures the rules read are the node's: {admin}/cluster/metrics counts what both workers served
+  const a = await connectionToWorker()
+  const b = await connectionToWorker(a.pid)
+  t.teardown(async () => { await a.c.close(); await b.c.close() })
+  const scraped = (await get(`${node.address}/metrics`, { dispatcher: fresh, reset: true })).text.split('\n')
+    .filter((l) => l.startsWith('proxy_requests_total{') && l.includes('upstream="api"'))
+    .reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+  for (const w of [a, b]) {
+    const r = await w.c.request({ method: 'GET', path: '/gateway/cluster/metrics', headers: auth.headers })
+    const v = await r.body.json() as { upstreams: { api: { totalRequests: number } } }
+    t.equal(v.upstreams.api.totalRequests, scraped, `worker ${w.pid}: the node's ${scraped} requests to api`)
+  }
+})
+
 t.test('active probes run once per node, not once per worker', async (t) => {
   const before = (await ups[0].stats()).healthChecks
   const t0 = performance.now()
@@ -171,6 +215,46 @@ t.test('a config PUT reaches both workers', async (t) => {
   t.same(codes, Array(10).fill(200), 'the new route serves on every worker')
 })
 
+/** A keep-alive connection to one worker, found by asking its status on fresh connections until `not` is not the pid. */
+async function connectionToWorker (not?: number): Promise<{ c: Client, pid: number }> {
+  for (let i = 0; i < 20; i++) {
+    const c = new Client(node.address, { pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    const r = await c.request({ method: 'GET', path: '/gateway/status', headers: auth.headers })
+    const pid = ((await r.body.json()) as Status).node.pid
+    if (pid !== not) return { c, pid }
+    await c.close()
+  }
+  throw new Error('no connection reached another worker')
+}
+
+t.test('two PUTs with the same If-Match on two workers at once: exactly one 200 and one 409; every worker runs the winner', async (t) => {
+  const a = await connectionToWorker()
+  const b = await connectionToWorker(a.pid)
+  t.teardown(async () => { await a.c.close(); await b.c.close() })
+  t.not(a.pid, b.pid, 'two connections, two workers')
+  const cur = await get(`${node.address}/gateway/config`, { ...auth, dispatcher: fresh, reset: true })
+  const version = cur.body.version as number
+  const config = cur.body.config as { routes: unknown[] }
+  const put = async (w: { c: Client }, name: string): Promise<{ name: string, status: number, body: any }> => {
+    const next = { ...config, routes: [...config.routes, { path: `/${name}`, upstream: 'api' }] }
+    const r = await w.c.request({ method: 'PUT', path: '/gateway/config', headers: { ...auth.headers, 'content-type': 'application/json', 'if-match': String(version) }, body: JSON.stringify(next) })
+    return { name, status: r.statusCode, body: await r.body.json() }
+  }
+  const answers = await Promise.all([put(a, 'race-a'), put(b, 'race-b')])
+  t.same(answers.map((x) => x.status).sort(), [200, 409], `one accepted, one stale: ${JSON.stringify(answers)}`)
+  const won = answers.find((x) => x.status === 200)!
+  const lost = answers.find((x) => x.status === 409)!
+  t.same(won.body, { version: version + 1 })
+  t.equal(lost.body.code, 'FHG_ERR_CONFIG_CONFLICT')
+  t.equal(lost.body.currentVersion, version + 1, 'the 409 names the winner\'s version')
+  await everyWorker('both workers run the winner\'s version', (s) => s.configVersion === version + 1)
+  t.pass(`both workers run version ${version + 1}`)
+  const g = await get(`${node.address}/gateway/config`, { ...auth, dispatcher: fresh, reset: true })
+  t.equal(g.body.version, version + 1)
+  t.same(await sendAll(`/${won.name}/z`, 10), Array(10).fill(200), 'the winner\'s route serves on every worker')
+  t.same(await sendAll(`/${lost.name}/z`, 10), Array(10).fill(404), 'the loser\'s route on none')
+})
+
 t.test('a killed worker is replaced and traffic keeps flowing', async (t) => {
   odd.length = 0
   const before = await status()
@@ -202,6 +286,8 @@ t.test('a killed worker is replaced and traffic keeps flowing', async (t) => {
   odd.length = 0
   const after = await sendAll('/api/k2', 40)
   t.same(after, Array(40).fill(200), `every request after the replacement ${odd.join('; ')}`)
+  await everyWorker('the replacement runs the node\'s config version, not its file', (s) => s.configVersion === before.configVersion)
+  t.pass(`every worker runs version ${before.configVersion}`)
 })
 
 t.test('SIGTERM drains every worker and exits 0', async (t) => {
@@ -217,7 +303,7 @@ t.test('SIGTERM drains every worker and exits 0', async (t) => {
   t.equal(node.log.filter((l) => l.includes('shutting down: draining"')).length, 2, 'both workers drained')
 })
 
-t.test('with Redis: the cluster sees one member for the node, and limits go to Redis, exact', async (t) => {
+t.test('with Redis: the cluster sees one member for the node, limits go to Redis, exact, and while Redis is down the node admits its local share once', async (t) => {
   const redis = await startRedis()
   t.teardown(async () => { await redis.stop() })
   const file = join(dir, 'workers-redis.yaml')
@@ -228,6 +314,8 @@ upstreams:
   api: { targets: [{ id: api-1, url: ${ups[0].url} }] }
 routes:
   - { path: /limited, upstream: api, rateLimit: { algorithm: fixed_window, limit: 30, window: 60s, key: route } }
+  - { path: /fallback, upstream: api, rateLimit: { algorithm: fixed_window, limit: 20, window: 60s, key: route } }
+rateLimit: { onStoreError: local }
 admin: { token: ${TOKEN} }
 drain: { delay: 0ms, timeout: 5s }
 `)
@@ -256,6 +344,21 @@ drain: { delay: 0ms, timeout: 5s }
     }
   }))
   t.equal(codes.filter((c) => c === 200).length, 30, 'exactly 30 allowed, counted in Redis')
+
+  // Redis dies: policy local decides on the primary's fallback counters, limit ÷ 1 live node, once for both workers
+  await redis.kill('SIGKILL')
+  const local: number[] = []
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    while (local.length < 120) {
+      const r = await request(`${rnode.address}/fallback/r`, { dispatcher: fresh, reset: true })
+      await r.body.dump()
+      local.push(r.statusCode)
+    }
+  }))
+  t.equal(local.filter((c) => c === 200).length, 20, `exactly 20 of ${local.length} allowed across both workers while Redis is down`)
+  t.equal(local.filter((c) => c === 429).length, local.length - 20, 'the rest refused')
+  const degraded = new Set(rnode.log.filter((l) => l.includes('applying onStoreError policy')).map((l) => (JSON.parse(l) as { pid: number }).pid))
+  t.equal(degraded.size, 2, 'both workers decided by the policy (two pids)')
   rnode.child.kill('SIGTERM')
   t.equal((await rnode.exit).code, 0, 'drains and exits 0')
 })

@@ -101,7 +101,25 @@ redis.call('PUBLISH', ARGV[5], '{"version":' .. string.format('%.0f', nxt) .. ',
 return {1, nxt, now}
 `)
 
-export class ClusterConfigManager<T = unknown> {
+/**
+ * What the shared config runtime (shared-config.ts) asks of the store that holds the node's document: this
+ * file's ClusterConfigManager (Redis, or this process's memory), or the primary of a `node.workers` node over
+ * IPC (lib/workers/ipc-config.ts). put() is compare-and-set, judged by whoever holds the document.
+ */
+export interface ConfigStore<T = unknown> {
+  readonly current: ConfigDoc<T> | undefined
+  setCurrent (doc: ConfigDoc<T>): void
+  start (): void
+  watch (fn: ConfigWatcher<T>): () => void
+  get (): Promise<ConfigDoc<T> | undefined>
+  put (config: T, expectedVersion: number): Promise<ConfigDoc<T>>
+  seedIfEmpty (config: T, version?: number, rev?: string): Promise<boolean>
+  sync (fetch?: boolean): Promise<void>
+  loadSnapshot (): Promise<ConfigDoc<T> | undefined>
+  close (): Promise<void>
+}
+
+export class ClusterConfigManager<T = unknown> implements ConfigStore<T> {
   private _current: ConfigDoc<T> | undefined
   private readonly watchers = new Set<ConfigWatcher<T>>()
   private readonly ticker: Ticker
@@ -358,6 +376,7 @@ function parseNotice<T> (msg: string): { version: number, rev: string | undefine
   }
 }
 
-function newRev (): string { return randomBytes(8).toString('hex') }
+/** A random id for a write (ConfigDoc.rev). */
+export function newRev (): string { return randomBytes(8).toString('hex') }
 
 function noop (): void {}

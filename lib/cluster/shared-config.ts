@@ -11,7 +11,7 @@
 import { join } from 'node:path'
 import { ConfigError, configInput, redactText, turn, validateConfigAsync, type ConfigIssue, type GatewayConfig, type GatewayConfigInput } from '../config/index.js'
 import { GatewayError } from '../errors.js'
-import { ClusterConfigManager, type ConfigDoc } from './config-store.js'
+import { ClusterConfigManager, type ConfigDoc, type ConfigStore } from './config-store.js'
 import type { ClusterContext } from './context.js'
 import type { RedisClient } from './redis-connection.js'
 import { defaultStateDir } from './snapshot.js'
@@ -41,6 +41,12 @@ export interface SharedConfigRuntimeOptions {
   context: ClusterContext
   /** The cluster components' client, for boot's wait on Redis's first verdict; undefined: single node, in memory. */
   client: RedisClient | undefined
+  /**
+   * Without a client: the store that holds the node's document in another process (node.workers: the primary,
+   * lib/workers/ipc-config.ts), which judges every write; it is fetched at boot and followed. Default: this
+   * process's memory (the node's own config is version 1 at once).
+   */
+  store?: (onError: (err: Error) => void) => ConfigStore<SharedConfig>
   log: SharedConfigLog
   /** ms boot waits at most for Redis's first verdict. Default 1000; 0: no wait. */
   bootWait?: number
@@ -57,7 +63,7 @@ export class SharedConfigRuntime {
   /** The shared keys of the node's own config (the file): the seed, and what the node runs without a store. */
   readonly fileShared: SharedConfig
   readonly snapshotPath: string
-  private readonly store: ClusterConfigManager<SharedConfig>
+  private readonly store: ConfigStore<SharedConfig>
   private applied: AppliedConfig
   /** The effective config this node runs: what a failed apply goes back to. */
   private running: GatewayConfig
@@ -70,10 +76,10 @@ export class SharedConfigRuntime {
   private closed = false
   private readonly onLinkUp = (): void => { void this.syncWithStore() }
 
-  /** A runtime on `o.context`; single node (no client): the node's own config is version 1 at once. */
+  /** A runtime on `o.context`; single node (no client, no store): the node's own config is version 1 at once. */
   static async open (o: SharedConfigRuntimeOptions): Promise<SharedConfigRuntime> {
     const rt = new SharedConfigRuntime(o)
-    if (o.client === undefined) await rt.seedInMemory()
+    if (o.client === undefined && o.store === undefined) await rt.seedInMemory()
     return rt
   }
 
@@ -89,12 +95,15 @@ export class SharedConfigRuntime {
     this.snapshotPath = cfg.cluster.snapshotPath ?? join(defaultStateDir(), `${cfg.cluster.name}-${snapshotName(cfg.node.id)}.json`)
     this.applied = { version: 0, config: this.fileShared, updatedAt: Date.now() }
     this.running = cfg
-    this.store = new ClusterConfigManager<SharedConfig>(o.context, {
-      interval: cfg.cluster.heartbeatInterval,
-      snapshotPath: this.snapshotPath,
-      snapshotPrivateDir: cfg.cluster.snapshotPath === undefined,
-      onError: (err) => o.log.error({ err }, 'shared config not applied: this node keeps its running config'),
-    })
+    const onError = (err: Error): void => { o.log.error({ err }, 'shared config not applied: this node keeps its running config') }
+    this.store = o.client === undefined && o.store !== undefined
+      ? o.store(onError)
+      : new ClusterConfigManager<SharedConfig>(o.context, {
+        interval: cfg.cluster.heartbeatInterval,
+        snapshotPath: this.snapshotPath,
+        snapshotPrivateDir: cfg.cluster.snapshotPath === undefined,
+        onError,
+      })
     this.store.watch(async (doc) => {
       const initial = !this.bootApplied
       this.bootApplied = true
@@ -113,13 +122,18 @@ export class SharedConfigRuntime {
   /** The shared config this node applies, as it was written, with its version. */
   current (): AppliedConfig { return { ...this.applied } }
 
-  /** The store's document; this node's own while Redis cannot answer or nothing was stored. */
+  /** The store's document; this node's own while Redis (or the primary) cannot answer or nothing was stored. */
   async get (): Promise<AppliedConfig> {
     const link = this.o.context.link
-    if (!link.enabled || !link.up) return { ...this.applied }
-    const doc = await this.store.get()
+    let doc: ConfigDoc<SharedConfig> | undefined
+    if (this.inProcess) return { ...this.applied }
+    if (this.o.client === undefined) doc = await this.store.get().catch(() => undefined)
+    else if (link.enabled && link.up) doc = await this.store.get()
     return doc === undefined ? { ...this.applied } : { version: doc.version, config: doc.config, updatedAt: doc.updatedAt }
   }
+
+  /** The document lives in this process's memory (no Redis, no other process holds it). */
+  private get inProcess (): boolean { return this.o.client === undefined && this.o.store === undefined }
 
   /** Subscribe to applies, in subscription order; returns the unwatch function. */
   watch (fn: SharedConfigWatcher): () => void {
@@ -132,7 +146,13 @@ export class SharedConfigRuntime {
    * past bootWait: the snapshot, else the file, and sync once Redis answers. Then follow the store.
    */
   async boot (): Promise<void> {
-    if (this.o.client === undefined) return
+    if (this.inProcess) return
+    if (this.o.client === undefined) {
+      // another process holds the document (node.workers: the primary): seed it with the file if it holds none, take its document
+      await this.syncWithStore()
+      if (!this.closed) this.store.start()
+      return
+    }
     const up = await firstVerdict(this.o.client, this.o.bootWait ?? 1000)
     if (up) {
       await this.syncWithStore()
@@ -178,7 +198,8 @@ export class SharedConfigRuntime {
     } finally {
       this.validated = undefined
     }
-    if (this.applied.version !== doc.version) {
+    // a newer version (another writer's, pushed meanwhile) may be applied already: not applied means an older one runs
+    if (this.applied.version < doc.version) {
       // valid, stored, but a part of this node failed to switch (logged): it runs its previous version in full
       throw new GatewayError('CONFIG_NOT_APPLIED', `${doc.version} was stored but this node failed to apply it (${this._refused?.error ?? 'see the log'}); it keeps running version ${this.applied.version}`)
     }
@@ -264,7 +285,8 @@ export class SharedConfigRuntime {
         }
         await this.store.sync(true)
       } catch (err) {
-        this.o.log.warn({ err: redactText((err as Error).message) }, 'shared config sync failed: retrying when Redis answers')
+        const next = this.o.client === undefined ? 'serving this node\'s own config until the store sends one' : 'retrying when Redis answers'
+        this.o.log.warn({ err: redactText((err as Error).message) }, `shared config sync failed: ${next}`)
       } finally {
         this.syncing = undefined
       }

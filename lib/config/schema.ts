@@ -54,7 +54,7 @@ const Node = Obj({
     minVersion: Def(StringEnum(['TLSv1.2', 'TLSv1.3'], 'Lowest TLS version accepted'), 'TLSv1.2'),
   }, 'HTTPS listener (startNode / the CLI); absent: plain HTTP')),
   http2: Def(Type.Boolean({ description: 'HTTP/2 on the TLS listener, HTTP/1.1 by ALPN for clients without it (needs tls)' }), false),
-  workers: Def(Type.Union([Int(1, 'processes', 1024), Type.Literal('auto')], doc('Worker processes of the node started by the CLI, behind one listening port; the node stays one node (exact limits, probes once, one /metrics, one cluster member). auto: one per available core',
+  workers: Def(Type.Union([Int(1, 'processes', 1024), Type.Literal('auto')], doc('Worker processes of the node started by the CLI, behind one listening port; the node stays one node (exact limits, probes once, one /metrics, one cluster member, one judge of config writes, alerts evaluated once). auto: one per available core',
     'a number of processes (1-1024) or auto')), 1),
 }, 'This gateway node')
 

@@ -1,5 +1,6 @@
 // The AlertManager: once per interval, on the one node that holds the evaluator lease, evaluate every
 // rule against the cluster metrics, store the states, then notify. Without Redis the node holds it alone.
+// A node of several worker processes evaluates in one of them (`evaluates`), on the node's figures.
 import { Ticker } from '../cluster/ticker.js'
 import { metricValue, type ClusterMetricsView } from './aggregate.js'
 import { makeAlert, type Alert } from './alert.js'
@@ -19,7 +20,10 @@ export interface AlertManagerOptions {
   store: AlertStore
   /** ms between evaluations. */
   interval: number
-  metrics: () => ClusterMetricsView
+  /** The figures the rules read; a rejection skips the round (onError). */
+  metrics: () => ClusterMetricsView | Promise<ClusterMetricsView>
+  /** This process evaluates for its node (node.workers: the one worker the primary names). Default: always. */
+  evaluates?: () => boolean
   now?: () => number
   onError?: (err: unknown) => void
   /** The evaluator changed, as this node learns it (for the log). */
@@ -50,9 +54,9 @@ export class AlertManager {
   async evaluate (): Promise<Alert[]> {
     const holder = await this.o.store.acquire(this.o.nodeId, this.ttl)
     if (holder !== this.holder) { this.holder = holder; this.o.onHolder?.(holder) }
-    if (holder !== this.o.nodeId || this.closed) return []
+    if (holder !== this.o.nodeId || this.closed || this.o.evaluates?.() === false) return []
+    const view = await this.o.metrics()
     const before = await this.o.store.load()
-    const view = this.o.metrics()
     const now = this.now()
     const states = new Map<string, RuleState>()
     const alerts: Alert[] = []

@@ -48,7 +48,7 @@ export interface NodeSummary {
 
 export const WINDOW_1M = 60_000
 export const WINDOW_5M = 300_000
-const MAX_EVENTS = 8
+export const MAX_EVENTS = 8
 const EVENT_MAX_AGE = 600_000
 
 interface Snapshot { t: number, byUpstream: Map<string, Counts> }

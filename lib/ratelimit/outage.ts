@@ -149,7 +149,7 @@ export class StoreGuard {
       this.shards.delete(s.name)
       s.detached = true
       s.degraded = false
-      if (--this.degradedShards === 0) this.o.onDegraded?.(false)
+      if (--this.degradedShards === 0) this.recovered()
       this.o.log?.info({ degradedMs: now - s.degradedSince, errors: s.errorsSinceLog, policy: this.policy, shard: s.name }, 'rate-limit store shard holds no key anymore (failover): dropped')
     }
   }
@@ -254,10 +254,16 @@ export class StoreGuard {
     if (s.degraded) {
       const now = this.now()
       s.degraded = false
-      if (--this.degradedShards === 0) this.o.onDegraded?.(false)
+      if (--this.degradedShards === 0) this.recovered()
       this.o.log?.info({ degradedMs: now - s.degradedSince, errors: s.errorsSinceLog, policy: this.policy, ...shardField(s) }, 'rate-limit store recovered')
       s.errorsSinceLog = 0
     }
+  }
+
+  /** No shard fails any more. */
+  private recovered (): void {
+    this.o.localStore?.recovered?.()
+    this.o.onDegraded?.(false)
   }
 
   private failure (s: Shard, err: unknown): void {

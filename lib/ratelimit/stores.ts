@@ -25,6 +25,8 @@ export function createStores (o: {
   store?: RateLimitStore
   leaseStore?: RateLimitStore
   local: boolean
+  /** Policy `local`'s limiter when it is not this process's memory (node.workers: the primary's). */
+  localStore?: RateLimitStore
   onDuration?: (seconds: number) => void
   onLate?: (allowed: number, total: number) => void
 }): Stores {
@@ -40,7 +42,7 @@ export function createStores (o: {
   }
   exact ??= own(new MemoryStore())
   lease ??= exact
-  const local = o.local ? own(new MemoryStore()) : undefined
+  const local = o.local ? o.localStore ?? own(new MemoryStore()) : undefined
   return {
     exact,
     lease,

@@ -51,4 +51,9 @@ export interface RateLimitStore {
   shardOf? (key: string): string
   /** Optional: forget every key (the local limiter of policy `local` starts afresh when the store degrades). */
   clear? (): void
+  /**
+   * Optional, for the local limiter of policy `local`: the store it stood in for answers again (every shard). A
+   * limiter shared by several processes (node.workers) counts afresh only when the first of them degrades.
+   */
+  recovered? (): void
 }

@@ -5,15 +5,20 @@
 // Lease rules: a LeaseStore with this store as its source (lease-store.ts, with its stated bound:
 // workers × slice over the exact limit); it takes slices from the primary and spends them locally.
 // A primary that does not answer within `timeout` rejects the batch: the limiter's onStoreError applies.
+// `local`: the node's local fallback limiter while Redis fails (policy `local`): the same calls, decided on the
+// primary's fallback counters, so the node admits its share once across its workers; clear() and recovered()
+// tell the primary when this worker's Redis store degrades and recovers (it counts afresh for the first one).
 import { RateLimitStoreError } from '../ratelimit/deadline.js'
 import { LeaseStore } from '../ratelimit/lease-store.js'
 import { toDecision, type Grant, type GrantSource } from '../ratelimit/grant.js'
 import type { Decision, LimitRule, RateLimitStore } from '../ratelimit/types.js'
-import { fromGrantTuple, refundCall, takeCall, type Channel, type GrantTuple, type PrimaryMessage, type RateLimitCall, type WorkerMessage } from './protocol.js'
+import { fromGrantTuple, outageCall, refundCall, takeCall, type Channel, type GrantTuple, type PrimaryMessage, type RateLimitCall, type WorkerMessage } from './protocol.js'
 
 export interface IpcStoreOptions {
   /** ms a batch waits for the primary's answer before it fails (default 5000: the primary is on this host, a stall of the host is no outage). */
   timeout?: number
+  /** The node's local fallback limiter (policy `local`), not its exact store. Default false. */
+  local?: boolean
 }
 
 interface Waiter {
@@ -28,6 +33,7 @@ interface Batch {
 
 export class IpcStore implements RateLimitStore, GrantSource {
   readonly timeout: number
+  readonly #local: boolean
   readonly #channel: Channel<WorkerMessage, PrimaryMessage>
   readonly #off: () => void
   /** The calls of this turn, and who waits on them. */
@@ -45,6 +51,7 @@ export class IpcStore implements RateLimitStore, GrantSource {
   constructor (channel: Channel<WorkerMessage, PrimaryMessage>, opts: IpcStoreOptions = {}) {
     this.#channel = channel
     this.timeout = opts.timeout ?? 5000
+    this.#local = opts.local === true
     this.#off = channel.onMessage((m) => { if (m.t === 'rl') this.#answer(m.id, m.grants) })
   }
 
@@ -61,6 +68,16 @@ export class IpcStore implements RateLimitStore, GrantSource {
 
   refund (key: string, rule: LimitRule, units: number, epoch: number): Promise<void> {
     return this.#call(refundCall(key, rule, units, epoch)).then(() => {})
+  }
+
+  /** As the local fallback: this worker's Redis store degraded (the guard clears its local limiter then). */
+  clear (): void {
+    if (this.#local) this.#call(outageCall(true)).catch(noop)
+  }
+
+  /** As the local fallback: this worker's Redis store answers again. */
+  recovered (): void {
+    if (this.#local) this.#call(outageCall(false)).catch(noop)
   }
 
   async close (): Promise<void> {
@@ -108,7 +125,7 @@ export class IpcStore implements RateLimitStore, GrantSource {
     this.batches++
     this.calls += calls.length
     try {
-      this.#channel.send({ fhg: 1, t: 'rl', id, calls })
+      this.#channel.send(this.#local ? { fhg: 1, t: 'rl', id, calls, local: 1 } : { fhg: 1, t: 'rl', id, calls })
     } catch (err) {
       clearTimeout(timer)
       this.#sent.delete(id)
@@ -139,3 +156,5 @@ export function createWorkerStores (channel: Channel<WorkerMessage, PrimaryMessa
     },
   }
 }
+
+function noop (): void {}

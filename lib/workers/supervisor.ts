@@ -1,12 +1,15 @@
 // The primary of a `node.workers: N` node: forks N workers that share one listening port (node:cluster)
 // and serves no HTTP itself. It replaces a worker that dies (logged, counted), holds the rate-limit
-// counters when there is no Redis (limit-host.ts), relays what one worker shares with the others
-// (probe results, ejections and open circuits, config changes), gathers the node's /metrics and status
-// from every worker, and on SIGTERM drains every worker and exits once all have exited.
+// counters, the config document and the alert states when there is no Redis (limit-host.ts, host-calls.ts),
+// and the local fallback limiter while Redis fails (policy `local`), relays what one worker shares with the
+// others (probe results, ejections and open circuits), pushes each accepted config to every worker, gathers
+// the node's /metrics, status and monitor summary from every worker, and on SIGTERM drains every worker and
+// exits once all have exited.
 import cluster, { type Worker } from 'node:cluster'
+import { HostCalls, type HostAnswer } from './host-calls.js'
 import { LimitHost } from './limit-host.js'
 import { mergeMetrics, type MetricsJson } from './metrics-merge.js'
-import { isWorkerMessage, type GatherWhat, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
+import { isWorkerMessage, type GatherWhat, type SummaryParts, type HostCall, type PrimaryMessage, type Shared, type WorkerMessage, type WorkerStatus, type WorkersStatus } from './protocol.js'
 
 export interface SupervisorLog {
   info (obj: object, msg: string): void
@@ -50,14 +53,16 @@ export class Supervisor {
   /** Workers that died and were replaced. */
   replaced = 0
   readonly limits: LimitHost | undefined
+  /** The node's local fallback limiter (onStoreError `local` while Redis fails): made when a worker first needs it. */
+  fallback: LimitHost | undefined
   readonly #o: SupervisorOptions
   readonly #slots = new Map<number, Slot>()
   readonly #gathers = new Map<number, Gathering>()
   #nextGather = 1
   #stopping = false
   #booted = false
-  /** The last config change a worker shared: a replacement worker gets it once ready. */
-  #config: Shared | undefined
+  /** What only the primary answers: the node's config document and alert states without Redis. */
+  readonly #calls = new HostCalls()
   /** The last probe result of each target: a worker that starts (a replacement) takes them at once. */
   readonly #probes = new Map<string, Shared>()
 
@@ -101,6 +106,7 @@ export class Supervisor {
     await Promise.all(all)
     clearTimeout(killer)
     await this.limits?.close()
+    await this.fallback?.close()
     return code
   }
 
@@ -118,6 +124,7 @@ export class Supervisor {
     if (this.#slots.get(s.slot) !== s) return
     const wasReady = s.ready
     s.ready = false
+    this.fallback?.left(s.slot)
     for (const g of this.#gathers.values()) if (g.waiting.delete(s.worker.id)) this.#maybeAnswer(g)
     if (this.#stopping) return
     if (!this.#booted && this.#onBoot !== undefined) {
@@ -142,7 +149,8 @@ export class Supervisor {
       case 'ready':
         s.ready = true
         this.#roles()
-        if (this.#config !== undefined && this.#booted) this.#send(s.worker, { fhg: 1, t: 'share', shared: this.#config, from: 0 })
+        // a worker that starts listening runs the node's config (it fetched it at boot; a PUT may have passed since)
+        if (this.#calls.config !== undefined) this.#send(s.worker, { fhg: 1, t: 'config', doc: this.#calls.config })
         for (const p of this.#probes.values()) this.#send(s.worker, { fhg: 1, t: 'share', shared: p, from: 0 })
         if (!this.#booted && [...this.#slots.values()].every((x) => x.ready) && this.#slots.size === this.#o.workers) {
           const ok = this.#onBoot
@@ -151,22 +159,20 @@ export class Supervisor {
         }
         return
       case 'rl': {
-        const grants = this.limits === undefined ? m.calls.map(() => 0 as const) : this.limits.handle(m.calls)
+        const host = m.local === 1 ? (this.fallback ??= new LimitHost()) : this.limits
+        const grants = host === undefined ? m.calls.map(() => 0 as const) : host.handle(m.calls, s.slot)
         this.#send(s.worker, { fhg: 1, t: 'rl', id: m.id, grants })
         return
       }
       case 'share':
-        if (m.shared.kind === 'config') {
-          const last = this.#config
-          if (last?.kind === 'config' && last.version >= m.shared.version) return // an echo, or older
-          this.#config = m.shared
-        } else if (m.shared.kind === 'probe') {
-          this.#probes.set(`${m.shared.upstream}\n${m.shared.target}`, m.shared)
-        }
+        if (m.shared.kind === 'probe') this.#probes.set(`${m.shared.upstream}\n${m.shared.target}`, m.shared)
         for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'share', shared: m.shared, from: s.slot })
         return
       case 'gather':
         this.#gather(s.worker, m.id, m.what)
+        return
+      case 'call':
+        this.#call(s, m.id, m.call)
         return
       case 'report': {
         const g = this.#gathers.get(m.id)
@@ -175,6 +181,18 @@ export class Supervisor {
         this.#maybeAnswer(g)
       }
     }
+  }
+
+  /** A question only the primary answers; an accepted config goes to every other worker that listens. */
+  #call (s: Slot, id: number, call: HostCall): void {
+    const reply = (a: HostAnswer): void => {
+      // the writer first (its answer), then the others: each worker gets versions in the order accepted
+      this.#send(s.worker, { fhg: 1, t: 'answer', id, ...(a.error === undefined ? { value: a.value } : { error: a.error }) })
+      if (a.push !== undefined) for (const o of this.#slots.values()) if (o !== s && o.ready) this.#send(o.worker, { fhg: 1, t: 'config', doc: a.push })
+    }
+    const a = this.#calls.handle(call, { slot: s.slot, evaluator: s.prober })
+    if (a instanceof Promise) a.then(reply, (err: unknown) => { reply({ error: (err as Error).message }) })
+    else reply(a)
   }
 
   /** The prober is the ready worker of the lowest slot: active probes run once per node. */
@@ -221,6 +239,11 @@ export class Supervisor {
     clearTimeout(g.timer)
     const reply = (data: unknown, error?: string): void => {
       if (!g.from.isDead()) this.#send(g.from, { fhg: 1, t: 'gathered', id: g.replyId, data, ...(error === undefined ? {} : { error }) })
+    }
+    if (g.what === 'summary') {
+      // a worker that did not answer in time is named: the evaluator skips a round it cannot see whole
+      reply({ parts: [...g.parts.entries()].sort(([a], [b]) => a - b).map(([, p]) => p), missing: g.waiting.size } satisfies SummaryParts)
+      return
     }
     if (g.what === 'status') {
       const workers = [...g.parts.values()] as WorkerStatus[]

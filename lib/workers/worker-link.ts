@@ -1,6 +1,11 @@
 // A worker's end of the node: its slot, whether it runs the node's active probes, what the other workers
-// share, and the answers the primary gathers from every worker (/metrics, {admin}/status).
-import type { Channel, GatherWhat, PrimaryMessage, Shared, WorkerMessage } from './protocol.js'
+// share, the answers the primary gathers from every worker (/metrics, {admin}/status), and the questions
+// only the primary answers (the node's config document without Redis).
+import type { ConfigDoc } from '../cluster/config-store.js'
+import { GatewayError } from '../errors.js'
+import type { Channel, GatherWhat, HostCall, PrimaryMessage, Shared, WorkerMessage } from './protocol.js'
+
+interface Waiting { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }
 
 export class WorkerLink {
   readonly slot: number
@@ -9,7 +14,9 @@ export class WorkerLink {
   prober: boolean
   readonly #shared = new Set<(s: Shared, from: number) => void>()
   readonly #collect = new Map<GatherWhat, () => unknown>()
-  readonly #gathers = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }>()
+  readonly #gathers = new Map<number, Waiting>()
+  readonly #asks = new Map<number, Waiting>()
+  readonly #config = new Set<(doc: ConfigDoc) => void>()
   readonly #off: () => void
   #nextId = 1
 
@@ -54,11 +61,42 @@ export class WorkerLink {
     })
   }
 
+  /**
+   * Ask the primary (it holds the node's one copy of what `call` names); rejects with FHG_ERR_PRIMARY_UNAVAILABLE
+   * when no answer comes within `timeout` ms (the primary is on this host: a stall of the host is no outage).
+   */
+  async ask (call: HostCall, timeout = 5000): Promise<unknown> {
+    const id = this.#nextId++
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#asks.delete(id)
+        reject(new GatewayError('PRIMARY_UNAVAILABLE', `${call.op} within ${timeout} ms`))
+      }, timeout)
+      timer.unref()
+      this.#asks.set(id, { resolve, reject, timer })
+      try {
+        this.channel.send({ fhg: 1, t: 'call', id, call })
+      } catch (err) {
+        clearTimeout(timer)
+        this.#asks.delete(id)
+        reject(new GatewayError('PRIMARY_UNAVAILABLE', (err as Error).message))
+      }
+    })
+  }
+
+  /** The node's config documents the primary pushes (another worker's accepted PUT, or the current one once this worker listens). */
+  onConfig (fn: (doc: ConfigDoc) => void): () => void {
+    this.#config.add(fn)
+    return () => { this.#config.delete(fn) }
+  }
+
   close (): void {
     this.#off()
-    for (const g of this.#gathers.values()) { clearTimeout(g.timer); g.reject(new Error('closed')) }
+    for (const w of [...this.#gathers.values(), ...this.#asks.values()]) { clearTimeout(w.timer); w.reject(new Error('closed')) }
     this.#gathers.clear()
+    this.#asks.clear()
     this.#shared.clear()
+    this.#config.clear()
   }
 
   #receive (m: PrimaryMessage): void {
@@ -78,14 +116,25 @@ export class WorkerLink {
         }, () => { this.channel.send({ fhg: 1, t: 'report', id: m.id, data: null }) })
         return
       }
-      case 'gathered': {
-        const g = this.#gathers.get(m.id)
-        if (g === undefined) return
-        this.#gathers.delete(m.id)
-        clearTimeout(g.timer)
-        if (m.error !== undefined) g.reject(new Error(m.error))
-        else g.resolve(m.data)
-      }
+      case 'gathered':
+        settle(this.#gathers, m.id, m.data, m.error)
+        return
+      case 'answer':
+        settle(this.#asks, m.id, m.value, m.error)
+        return
+      case 'config':
+        for (const fn of this.#config) {
+          try { fn(m.doc) } catch (err) { process.emitWarning(err as Error, { code: 'FHG_WORKER_CONFIG' }) }
+        }
     }
   }
+}
+
+function settle (waiting: Map<number, Waiting>, id: number, value: unknown, error: string | undefined): void {
+  const w = waiting.get(id)
+  if (w === undefined) return // timed out meanwhile
+  waiting.delete(id)
+  clearTimeout(w.timer)
+  if (error !== undefined) w.reject(new Error(error))
+  else w.resolve(value)
 }

@@ -17,7 +17,7 @@ const keep = setInterval(() => {}, 1000)
 t.teardown(() => { clearInterval(keep) })
 
 /** A channel whose sends are recorded; `host` (when given) answers rate-limit batches as the primary does. */
-function fakeChannel (host?: LimitHost): Channel<WorkerMessage, PrimaryMessage> & { sent: WorkerMessage[], deliver: (m: PrimaryMessage) => void, hold: boolean, release: () => void } {
+function fakeChannel (host?: LimitHost, slot = 1): Channel<WorkerMessage, PrimaryMessage> & { sent: WorkerMessage[], deliver: (m: PrimaryMessage) => void, hold: boolean, release: () => void } {
   const listeners = new Set<(m: PrimaryMessage) => void>()
   const held: PrimaryMessage[] = []
   const ch = {
@@ -26,7 +26,7 @@ function fakeChannel (host?: LimitHost): Channel<WorkerMessage, PrimaryMessage> 
     send (m: WorkerMessage) {
       ch.sent.push(m)
       if (host !== undefined && m.t === 'rl') {
-        const answer: PrimaryMessage = { fhg: 1, t: 'rl', id: m.id, grants: host.handle(m.calls) }
+        const answer: PrimaryMessage = { fhg: 1, t: 'rl', id: m.id, grants: host.handle(m.calls, slot) }
         if (ch.hold) held.push(answer)
         else setImmediate(() => { ch.deliver(answer) })
       }
@@ -75,6 +75,37 @@ t.test('ipc store: two workers\' stores share the primary\'s counters', async (t
   t.teardown(async () => { await a.close(); await b.close() })
   const all = await Promise.all(Array.from({ length: 10 }, async (_, i) => await (i % 2 === 0 ? a : b).consume('shared', rule, 1)))
   t.equal(all.filter((d) => d.allowed).length, 5, '5 across both')
+})
+
+t.test('local fallback over IPC: the node counts afresh when its first worker degrades, not when a second one does', async (t) => {
+  const host = new LimitHost()
+  t.teardown(async () => { await host.close() })
+  const cha = fakeChannel(host, 1)
+  const a = new IpcStore(cha, { local: true })
+  const b = new IpcStore(fakeChannel(host, 2), { local: true })
+  t.teardown(async () => { await a.close(); await b.close() })
+  const allowed = async (s: IpcStore, n: number): Promise<number> => (await Promise.all(Array.from({ length: n }, async () => await s.consume('f', rule, 1)))).filter((d) => d.allowed).length
+  t.equal(await allowed(a, 2), 2, 'counts from an earlier outage')
+  a.clear() // worker 1's Redis store degrades: the node's outage begins
+  t.equal(await allowed(a, 3), 3)
+  t.same((cha.sent.at(-1) as { local?: number }).local, 1, 'the calls name the fallback counters')
+  b.clear() // worker 2 degrades later: its requests count on top of worker 1's
+  t.equal(await allowed(b, 3), 2, '5 across both workers, not 5 each')
+  a.recovered()
+  t.equal(await allowed(a, 1), 0, 'worker 2 still degraded: the outage goes on')
+  b.recovered()
+  a.clear()
+  t.equal(await allowed(a, 6), 5, 'a new outage: counted afresh')
+  host.left(1)
+  b.clear()
+  t.equal(await allowed(b, 1), 1, 'worker 1 is gone: worker 2 opens a new outage')
+  const chx = fakeChannel(host, 1)
+  const exact = new IpcStore(chx)
+  t.teardown(async () => { await exact.close() })
+  exact.clear()
+  exact.recovered()
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(chx.sent.length, 0, 'clear() and recovered() of an exact store send nothing')
 })
 
 t.test('ipc store: a primary that does not answer fails the batch after the timeout (the outage policy applies)', async (t) => {
