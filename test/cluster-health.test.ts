@@ -132,7 +132,12 @@ t.test('one node\'s ejection or open circuit keeps the target out on the others'
         if (res.status === 500 && ++failures === 3) ejectedAt = Date.now()
       }
       t.ok(ejectedAt > 0, `${kind} round ${round}: A saw three failures`)
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      // traffic runs until B and C logged the hint (their logs come through pipes: under load a line can trail the
+      // hint by a few hundred ms), then a little longer, so requests after the hint are seen; the stop bound below
+      // is what holds the timing
+      const hintIn = (n: CliNode, mark: number): boolean => lines(n, mark).some((l) => l.msg === 'target kept out on another node\'s hint' && l.upstream === upstream && l.target === 'bad')
+      await until(() => hintIn(b, marks[1]) && hintIn(c, marks[2]), 5000, `${kind} round ${round}: B and C logged A's hint`, 20).catch(() => {})
+      await new Promise((resolve) => setTimeout(resolve, 200))
       const [sb, sc] = await Promise.all([tb.stop(), tc.stop()])
 
       // A's own verdict, from its log: when it ejected / opened the circuit
