@@ -2,7 +2,7 @@
 // Pure: the plugin passes the membership view (each node's last heartbeat) and this node's live summary.
 import { DURATION_BUCKETS } from '../metrics/proxy-metrics.js'
 import type { AlertRule } from './rule.js'
-import type { Counts, NodeSummary, WindowCounts } from './summary.js'
+import { addCounts as add, addWindowCounts as addWindow, emptyCounts, type Counts, type NodeSummary, type WindowCounts } from './summary.js'
 
 export interface NodeInput {
   id: string
@@ -208,21 +208,6 @@ function stats (c: Counts): Stats {
 
 function windowStats (w: WindowCounts): WindowStats {
   return { ...stats(w), requestRate: w.d > 0 ? round2(w.n / (w.d / 1000)) : 0, spanMs: w.d }
-}
-
-function emptyCounts (): Counts { return { n: 0, e: 0, s: 0, b: [] } }
-
-function add (into: Counts, c: Counts): void {
-  into.n += c.n
-  into.e += c.e
-  into.s += c.s
-  for (let i = 0; i < c.b.length; i++) into.b[i] = (into.b[i] ?? 0) + c.b[i]
-}
-
-// windows of different nodes cover about the same span: the rate uses the longest one
-function addWindow (into: WindowCounts, w: WindowCounts): void {
-  add(into, w)
-  into.d = Math.max(into.d, w.d)
 }
 
 function round2 (n: number): number { return Math.round(n * 100) / 100 }

@@ -5,7 +5,7 @@
 //   cpu and event-loop lag: the highest worker (a saturated event loop is one process's);
 //   a target: routable only if every worker sees it so (worst status, ejected or open circuit in any),
 //   its in-flight requests summed, its latency EWMA the workers' mean; events: the newest MAX_EVENTS.
-import { MAX_EVENTS, type Counts, type NodeSummary, type TargetView, type UpstreamSummary, type WindowCounts } from './summary.js'
+import { addCounts as add, addWindowCounts as addWindow, emptyCounts as zero, MAX_EVENTS, type NodeSummary, type TargetView, type UpstreamSummary } from './summary.js'
 
 /** Worst first: the node reports a target by the worst view any of its workers has. */
 const STATUS_RANK: Record<string, number> = { unhealthy: 3, draining: 2, unknown: 1, healthy: 0 }
@@ -56,18 +56,4 @@ export function mergeSummaries (parts: readonly NodeSummary[]): NodeSummary {
   }
   ev.sort((a, b) => a.t - b.t)
   return { t, cpu, rss: Math.round(rss * 10) / 10, lag, fl, u, ev: ev.slice(-MAX_EVENTS) }
-}
-
-function zero (): Counts { return { n: 0, e: 0, s: 0, b: [] } }
-
-function add (into: Counts, c: Counts): void {
-  into.n += c.n
-  into.e += c.e
-  into.s += c.s
-  for (let i = 0; i < c.b.length; i++) into.b[i] = (into.b[i] ?? 0) + c.b[i]
-}
-
-function addWindow (into: WindowCounts, w: WindowCounts): void {
-  add(into, w)
-  into.d = Math.max(into.d, w.d)
 }

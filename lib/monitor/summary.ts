@@ -18,6 +18,22 @@ export interface Counts {
 /** A window's counts and the ms it actually spans (shorter than asked while the node is young). */
 export interface WindowCounts extends Counts { d: number }
 
+export function emptyCounts (): Counts { return { n: 0, e: 0, s: 0, b: [] } }
+
+/** Add `c` into `into` (counts and duration buckets). */
+export function addCounts (into: Counts, c: Counts): void {
+  into.n += c.n
+  into.e += c.e
+  into.s += c.s
+  for (let i = 0; i < c.b.length; i++) into.b[i] = (into.b[i] ?? 0) + c.b[i]
+}
+
+/** Add a window into another: windows of different nodes (or workers) cover about the same span, the rate uses the longest. */
+export function addWindowCounts (into: WindowCounts, w: WindowCounts): void {
+  addCounts(into, w)
+  into.d = Math.max(into.d, w.d)
+}
+
 /** One target as this node sees it: [id, status, ejected (0|1), circuit, inFlight, ewmaMs]. */
 export type TargetView = [string, string, 0 | 1, string, number, number]
 
