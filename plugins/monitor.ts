@@ -83,11 +83,16 @@ async function monitorPlugin (fastify: FastifyInstance, opts: MonitorOptions): P
   // the node's figures: with workers, every worker's summary merged (the primary gathers them); alone, this process's
   const nodeView = scope === undefined ? view : async (): Promise<ClusterMetricsView> => view(await scope.summary())
 
+  // node.workers: the heartbeat (what the other nodes see of this one) and the dashboard's chart carry the node's
+  // figures, every worker's merged, taken at each sample; this worker's own when they cannot be gathered
+  let nodeLatest: NodeSummary | undefined
   const sampling = new Ticker(async () => {
     sampler.sample()
-    history.add(view())
+    if (scope === undefined) { history.add(view()); return }
+    nodeLatest = await scope.summary().catch(() => undefined)
+    history.add(view(nodeLatest))
   }, opts.sampleInterval ?? 1000, (err) => log.warn({ err }, 'monitor sample failed'))
-  cluster?.setSummary(() => sampler.latest)
+  cluster?.setSummary(scope === undefined ? () => sampler.latest : () => nodeLatest ?? sampler.latest)
 
   const a = opts.alerts ?? {}
   let lastError = ''

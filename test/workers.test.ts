@@ -12,6 +12,8 @@ import { get, client } from './helpers/gateway.js'
 import { startCliNode, type CliNode } from './helpers/node.js'
 import { until as poll } from './helpers/poll.js'
 import { startRedis } from './helpers/redis.js'
+import { startNode } from '../plugins/gateway.js'
+import { validateConfig } from '../lib/config/index.js'
 
 t.setTimeout(600_000) // three worker processes and three upstreams compiled by tsx: minutes on a busy machine
 const dir = mkdtempSync(join(tmpdir(), 'fhg-workers-'))
@@ -344,6 +346,27 @@ drain: { delay: 0ms, timeout: 5s }
     }
   }))
   t.equal(codes.filter((c) => c === 200).length, 30, 'exactly 30 allowed, counted in Redis')
+
+  // another node of the cluster sees this node's figures through its heartbeat: both workers' traffic, not one's
+  const observer = await startNode(validateConfig({
+    node: { id: 'observer', host: '127.0.0.1', port: 0 },
+    cluster: { name: 'workers-redis', redis: redis.url, heartbeatInterval: 500 },
+    upstreams: { api: { targets: [{ id: 'api-1', url: ups[0].url }] } },
+    routes: [],
+    admin: { token: TOKEN },
+  }))
+  let own = -1
+  let seen = -2
+  await until('the observer sees the node\'s own count', async () => {
+    const mine = await get(`${rnode.address}/gateway/cluster/metrics`, { ...auth, dispatcher: fresh, reset: true })
+    own = (mine.body.nodes as Array<{ id: string, totalRequests: number }>).find((n) => n.id === 'gw-workers-redis')?.totalRequests ?? -1
+    const theirs = await get(`${observer.address}/gateway/cluster/metrics`, auth)
+    seen = (theirs.body.nodes as Array<{ id: string, totalRequests: number }>).find((n) => n.id === 'gw-workers-redis')?.totalRequests ?? -2
+    return own === 30 && seen === own
+  }, 10_000).catch(() => {})
+  await observer.close()
+  t.equal(own, 30, 'the node counts the 30 requests both workers proxied')
+  t.equal(seen, own, 'the other node sees the same count in the heartbeat (every worker\'s, merged)')
 
   // Redis dies: policy local decides on the primary's fallback counters, limit ÷ 1 live node, once for both workers
   await redis.kill('SIGKILL')
