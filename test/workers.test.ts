@@ -218,9 +218,9 @@ t.test('a config PUT reaches both workers', async (t) => {
 })
 
 /** A keep-alive connection to one worker, found by asking its status on fresh connections until `not` is not the pid. */
-async function connectionToWorker (not?: number): Promise<{ c: Client, pid: number }> {
+async function connectionToWorker (not?: number, address = node.address): Promise<{ c: Client, pid: number }> {
   for (let i = 0; i < 20; i++) {
-    const c = new Client(node.address, { pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: 10_000, bodyTimeout: 10_000 })
+    const c = new Client(address, { pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: 10_000, bodyTimeout: 10_000 })
     const r = await c.request({ method: 'GET', path: '/gateway/status', headers: auth.headers })
     const pid = ((await r.body.json()) as Status).node.pid
     if (pid !== not) return { c, pid }
@@ -365,6 +365,18 @@ drain: { delay: 0ms, timeout: 5s }
     return own === 30 && seen === own
   }, 10_000).catch(() => {})
   await observer.close()
+  // the share of policy local is limit ÷ the live nodes a worker saw at the outage: wait until the observer's leave
+  // reached both workers' views (asked on a connection to each), or a worker that handles the dead store before the
+  // leave message would take 20 ÷ 2
+  const wa = await connectionToWorker(undefined, rnode.address)
+  const wb = await connectionToWorker(wa.pid, rnode.address)
+  for (const w of [wa, wb]) {
+    await until(`worker ${w.pid} saw the observer leave`, async () => {
+      const r = await w.c.request({ method: 'GET', path: '/gateway/cluster', headers: auth.headers })
+      return ((await r.body.json()) as { nodes: unknown[] }).nodes.length === 1
+    }, 10_000)
+    await w.c.close()
+  }
   t.equal(own, 30, 'the node counts the 30 requests both workers proxied')
   t.equal(seen, own, 'the other node sees the same count in the heartbeat (every worker\'s, merged)')
 
