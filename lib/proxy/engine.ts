@@ -15,6 +15,7 @@ import { TryDispatcher } from './dispatcher.js'
 import type { FailoverRegistry } from './failover-registry.js'
 import { setForwarded, stripHopByHop, withoutHopByHop, type HeaderBag } from './headers.js'
 import { RequestRun, type RunContext } from './request-run.js'
+import { requestHeaders, ResponseSink, type HeldBody } from './direct.js'
 import { deliver, type UpstreamResponse } from './respond.js'
 import type { TryTracker } from './try-handler.js'
 import type { ProxyReply, ProxyRequest, RoutePlan } from './types.js'
@@ -63,7 +64,7 @@ export class ProxyEngine implements TryTracker {
       this[kProxy] = null
       if (run != null) run.closed(this.writableFinished ? this.statusCode : 499)
     }
-    this.fromOptions = {
+    const fromOptions = this.fromOptions = {
       getUpstream (): string {
         // reply-from builds its URL from this origin; the dispatcher sends to the armed try's target anyway
         return dispatcher.armedOrigin()
@@ -100,17 +101,28 @@ export class ProxyEngine implements TryTracker {
       metrics: deps.failoverMetrics,
       clock: this.clock,
       tracker: this,
-      fromOptions: this.fromOptions,
-      send (reply: ProxyReply, a: Attempt, fromOpts: object): void {
-        // the adapter to reply-from: the dispatcher takes the armed try on reply.from()'s synchronous dispatch.
-        // A constant source: reply-from's URL (parsed once per origin, cached) only names the origin; the
-        // dispatcher sends a.path, the client's request target as routed, never re-parsed
-        dispatcher.arm(a)
-        try {
-          reply.from('/', fromOpts as never)
-        } finally {
-          dispatcher.disarm()
+      send (reply: ProxyReply, a: Attempt, held: HeldBody | undefined): void {
+        const request = reply.request as FromRequest
+        const body = (held === undefined ? request.body : held.buf) as { pipe?: unknown } | null | undefined
+        if (held === undefined && body != null && typeof body.pipe !== 'function') {
+          // a value a content-type parser made of the body: reply-from serialises it. The dispatcher takes the
+          // armed try on reply.from()'s synchronous dispatch; a constant source: reply-from's URL only names the
+          // origin, the dispatcher sends a.path, the client's request target as routed, never re-parsed
+          dispatcher.arm(a)
+          try {
+            reply.from('/', fromOptions as never)
+          } finally {
+            dispatcher.disarm()
+          }
+          return
         }
+        // the direct path (lib/proxy/direct.ts): no body, the client's stream, or the held buffer
+        const raw = request.raw
+        const run = request[kProxy]!
+        const origin = a.target.origin
+        const headers = requestHeaders(request.headers, raw, origin, run.plan.preserveHost === true, trust, held)
+        dispatcher.arm(a)
+        dispatcher.dispatch({ origin, path: a.path ?? raw?.url ?? '/', method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string>, body: (body ?? null) as Buffer | null }, new ResponseSink(reply, run))
       },
     }
   }

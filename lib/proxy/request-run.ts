@@ -17,6 +17,7 @@ import { bufferBody } from './body.js'
 import { classifyError, upstreamError, upstreamErrorName } from './classify.js'
 import type { Clock } from './clock.js'
 import type { FailoverRegistry, FallbackResponse, UpstreamFailover } from './failover-registry.js'
+import type { HeldBody, SinkOwner } from './direct.js'
 import { deliver, discard, sendStatic, type UpstreamResponse } from './respond.js'
 import type { TryTracker } from './try-handler.js'
 import type { ProxyReply, RoutePlan } from './types.js'
@@ -30,10 +31,11 @@ export interface RunContext {
   readonly clock: Clock
   /** Ends a try's bookkeeping (a try that never reached undici: reply.from() threw). */
   readonly tracker: TryTracker
-  /** The reply-from options of a try without a held body. */
-  readonly fromOptions: object
-  /** Send a try through reply-from (lib/proxy/engine.ts: arm the dispatcher, reply.from()); throws as reply.from() does. */
-  send (reply: ProxyReply, a: Attempt, fromOptions: object): void
+  /**
+   * Send a try (lib/proxy/engine.ts): straight to undici (lib/proxy/direct.ts), or through reply-from for a body a
+   * content-type parser made a value of; `held`: the body this run holds for retries. Throws as reply.from() does.
+   */
+  send (reply: ProxyReply, a: Attempt, held: HeldBody | undefined): void
 }
 
 /** A picked target and the circuit-breaker ticket its try must hand back (-1: no breaker). */
@@ -83,7 +85,7 @@ function fireHedge (run: RequestRun): void { run.hedgeDue() }
 function deadlinePassed (run: RequestRun): void { run.deadlinePassed() }
 function abortLoser (a: Attempt): void { a.abort(HEDGE_LOST) }
 
-export class RequestRun implements TryOwner {
+export class RequestRun implements TryOwner, SinkOwner {
   readonly plan: RoutePlan
   private readonly ctx: RunContext
   private reply: ProxyReply | undefined
@@ -106,7 +108,8 @@ export class RequestRun implements TryOwner {
   private readonly startedAt: number
   private bodyKind = NO_BODY
   private bodySize = 0
-  private fromOpts: object
+  /** A small request body read whole, sent again on a retry. */
+  private held: HeldBody | undefined = undefined
   private deadline: unknown = undefined
   private hedgeTimer: unknown = undefined
   /** The try whose response reply-from is handling in this synchronous chain (headers in → rewriteHeaders → onResponse). */
@@ -120,7 +123,6 @@ export class RequestRun implements TryOwner {
     this.ctx = ctx
     this.plan = plan
     this.reply = reply
-    this.fromOpts = ctx.fromOptions
     this.startedAt = ctx.clock.now()
     this.entry = entry
     this.up = ctx.failovers.get(entry)
@@ -150,7 +152,7 @@ export class RequestRun implements TryOwner {
           if (buf === undefined || this.state.kind === 'done') return
           this.bodyKind = BUFFERED
           this.bodySize = buf.length
-          this.fromOpts = { ...this.ctx.fromOptions, body: buf, contentType: request.headers['content-type'] ?? 'application/octet-stream' }
+          this.held = { buf, contentType: (request.headers['content-type'] as string | undefined) ?? 'application/octet-stream' }
           this.dispatch()
         }, () => {})
       } else {
@@ -386,7 +388,7 @@ export class RequestRun implements TryOwner {
     this.markTried(target)
     this.tries++
     try {
-      this.ctx.send(reply, a, this.fromOpts)
+      this.ctx.send(reply, a, this.held)
     } catch (err) {
       // reply-from throws synchronously on a bad source or origin: the try never started
       a.ended = true

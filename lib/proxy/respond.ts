@@ -30,9 +30,10 @@ export function discard (stream: { destroy?: () => void, dump?: () => Promise<vo
 /** Largest upstream body the proxy sends as one buffer instead of piping it. */
 export const WHOLE_BODY_MAX = 16 * 1024
 
-/** An undici response body: a Readable that can also be read whole. */
+/** An upstream response body: undici's (a Readable that can also be read whole) or the direct path's (direct.ts ResponseSink: read whole, or asked for a Readable). */
 export interface UpstreamBody {
   bytes?: () => Promise<Uint8Array>
+  readable?: () => NodeJS.ReadableStream
 }
 
 /**
@@ -49,9 +50,9 @@ export function takeWhole (body: UpstreamBody, reply: ProxyReply): boolean {
   return len > 0 && len <= WHOLE_BODY_MAX
 }
 
-/** An upstream response as reply-from hands it to onResponse. */
+/** An upstream response as reply-from hands it to onResponse, or the direct path's sink. */
 export interface UpstreamResponse {
-  stream: NodeJS.ReadableStream & UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> }
+  stream: UpstreamBody & { destroy?: () => void, dump?: () => Promise<void> }
 }
 
 /** The client gets the upstream's response: a small body read whole and sent as one buffer, else streamed head first (stream-out.ts). */
@@ -63,7 +64,7 @@ export function deliver (reply: ProxyReply, res: UpstreamResponse, upstream: str
     }, (err: Error) => { bodyFailed(reply, err, upstream) })
     return
   }
-  streamOut(reply, body, upstream, counters)
+  streamOut(reply, body.readable !== undefined ? body.readable() : body as unknown as NodeJS.ReadableStream, upstream, counters)
 }
 
 /** The upstream failed in the middle of a body taken whole: nothing reached the client yet, so it gets a 502, not half a body. */

@@ -29,6 +29,7 @@ export interface ProxyReply {
   readonly log: { warn (obj: object, msg: string): void }
   code (statusCode: number): unknown
   type (contentType: string): unknown
+  header (name: string, value: unknown): unknown
   headers (values: Record<string, string>): unknown
   removeHeader (name: string): unknown
   getHeader (name: string): unknown
