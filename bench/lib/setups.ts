@@ -2,14 +2,15 @@
 import { existsSync } from 'node:fs'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import replyFrom from '@fastify/reply-from'
+import { Agent } from 'undici'
 import httpProxy from '@fastify/http-proxy'
 import loadBalancer, { passThroughBodies } from '../../plugins/load-balancer.js'
 import metrics from '../../plugins/metrics.js'
 import { COMMON_METHODS } from '../../lib/routes/methods.js'
 
-export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy' | 'access-ab'
+export type SetupRole = 'gateway' | 'reply-from' | 'http-proxy' | 'access-ab' | 'direct-ab'
 export interface Started { port: number, info: string }
 
 const METHODS = COMMON_METHODS
@@ -23,6 +24,7 @@ export async function startSetup (role: SetupRole, upstreams: string[]): Promise
     case 'reply-from': return await bareReplyFrom(upstreams)
     case 'http-proxy': return await listen(await httpProxyApp(upstreams[0]), '@fastify/http-proxy, one upstream')
     case 'access-ab': return await accessLogAB(upstreams)
+    case 'direct-ab': return await directAB(upstreams)
     default: throw new Error(`unknown role ${String(role)}`)
   }
 }
@@ -136,4 +138,58 @@ export async function freePort (): Promise<number> {
   const { port } = srv.address() as AddressInfo
   await new Promise<void>((resolve) => srv.close(() => resolve()))
   return port
+}
+
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'])
+
+/** The least an undici handler does to proxy a response: head parsed, body gathered, one reply.send(). */
+class Direct {
+  chunks: Buffer[] = []
+  status = 0
+  headers: Record<string, string | string[]> = {}
+  readonly reply: FastifyReply
+  constructor (reply: FastifyReply) { this.reply = reply }
+  onConnect (): void {}
+  onHeaders (status: number, raw: Buffer[]): boolean {
+    this.status = status
+    const h = this.headers
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i].toString('latin1').toLowerCase()
+      if (HOP.has(k)) continue
+      const v = raw[i + 1].toString('latin1')
+      const cur = h[k]
+      if (cur === undefined) h[k] = v
+      else if (Array.isArray(cur)) cur.push(v)
+      else h[k] = [cur, v]
+    }
+    return true
+  }
+  onData (c: Buffer): boolean { this.chunks.push(c); return true }
+  onComplete (): void {
+    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks)
+    void this.reply.code(this.status).headers(this.headers).send(body)
+  }
+  onError (err: Error): void { if (!this.reply.sent) void this.reply.code(502).send({ error: err.message }) }
+}
+
+/** Bare reply-from on /rf/* and a bare undici dispatch on /direct/* (bench/direct-ab.ts): what reply-from's per-request work costs. */
+async function directAB (upstreams: string[]): Promise<Started> {
+  const app = Fastify({ logger: false })
+  await app.register(replyFrom, { disableRequestLogging: true })
+  const agent = new Agent()
+  let next = 0
+  const pick = (): string => { const o = upstreams[next]; next = next + 1 === upstreams.length ? 0 : next + 1; return o }
+  const fromOptions = { getUpstream: pick, retryDelay (): null { return null } }
+  app.route({ method: ['GET'], url: '/rf/*', handler: (_req, reply) => reply.from(undefined, fromOptions) })
+  app.route({
+    method: ['GET'], url: '/direct/*', handler: (req, reply) => {
+      const origin = pick()
+      const headers: Record<string, string | string[] | undefined> = {}
+      const src = req.headers
+      for (const k in src) if (!HOP.has(k)) headers[k] = src[k]
+      headers.host = origin.slice(7)
+      agent.dispatch({ origin, path: req.url, method: req.method as 'GET', headers, body: null }, new Direct(reply))
+    },
+  })
+  return await listen(app, 'bare reply-from on /rf/*, a bare undici dispatch on /direct/*')
 }
