@@ -8,10 +8,10 @@ import { TryHandler, type TryTracker } from './try-handler.js'
  * while a try is armed goes to that try's target, with its path and timeouts, and its handler is wrapped in
  * a TryHandler that tracks the try; anything else passes through untouched.
  *
- * The one adapter to @fastify/reply-from: reply-from takes this dispatcher as its `undici` instance and
- * calls `request()` (undici's, which calls `dispatch()`) synchronously from `reply.from()`, with no way to
- * pass a per-request object through. So the caller arms the try right before `reply.from()` and the
- * dispatch takes it; disarm() drops it if reply.from() threw before dispatching.
+ * The caller arms the try right before it dispatches: the direct path (lib/proxy/direct.ts) calls dispatch()
+ * itself; reply-from (bodies a parser made a value of) takes this dispatcher as its `undici` instance and calls
+ * `request()` (undici's, which calls `dispatch()`) synchronously from `reply.from()`, with no way to pass a
+ * per-request object through. disarm() drops the try if reply.from() threw before dispatching.
  */
 export class TryDispatcher extends Dispatcher {
   private readonly inner: Dispatcher

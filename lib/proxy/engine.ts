@@ -1,5 +1,6 @@
 // The proxy data path, shared by every request of one plugin: the try dispatcher over the plugin's undici
-// Agent, the reply-from options, the end-of-try bookkeeping, and one RequestRun per proxied request
+// Agent, how a try is sent (straight to undici through lib/proxy/direct.ts; through reply-from only for a body a
+// parser made a value of), the end-of-try bookkeeping, and one RequestRun per proxied request
 // (lib/proxy/request-run.ts), which does the rest. Works on structural request/reply types only.
 import type { ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
