@@ -7,8 +7,8 @@
 //   node --import tsx bench/direct-ab.ts
 // Env: BENCH_DURATION (s, 3), BENCH_ROUNDS (8), BENCH_CONNECTIONS (64), BENCH_WARMUP (s, 3), BENCH_PIN=0.
 import os from 'node:os'
-import { cpuMicros, load } from './lib/load.js'
-import { fmt, median } from './lib/report.js'
+import { abRounds } from './lib/ab.js'
+import { median } from './lib/report.js'
 import { killAll, pin, startChild } from './lib/servers.js'
 
 const env = process.env
@@ -23,30 +23,7 @@ async function main (): Promise<void> {
   const last = os.cpus().length - 1
   for (const pid of [process.pid, ...upstreams.map((u) => u.pid)]) pin(pid, last === 1 ? '0' : `0-${last - 1}`)
   pin(gw.pid, String(last))
-  const paths = ['direct', 'rf'] as const
-  const res = { direct: { cpu: [] as number[], rps: [] as number[] }, rf: { cpu: [] as number[], rps: [] as number[] } }
-  for (const p of paths) {
-    const r = await fetch(`${gw.url}/${p}/x`)
-    if (r.status !== 200) throw new Error(`/${p}: ${r.status} ${await r.text()}`)
-    await load({ url: `${gw.url}/${p}/x`, connections: CONNECTIONS, duration: WARMUP })
-  }
-  console.log(`reply-from vs direct dispatch A/B ${new Date().toISOString()}: ${gw.info}; ${ROUNDS} rounds x ${DURATION} s per path, ${CONNECTIONS} connections; ` +
-    `${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`)
-  for (let round = 0; round < ROUNDS; round++) {
-    const line: string[] = []
-    for (const p of round % 2 === 0 ? paths : [...paths].reverse()) {
-      const before = cpuMicros(await gw.stats())
-      const t0 = process.hrtime.bigint()
-      const r = await load({ url: `${gw.url}/${p}/x`, connections: CONNECTIONS, duration: DURATION })
-      const s = Number(process.hrtime.bigint() - t0) / 1e9
-      const cpu = (cpuMicros(await gw.stats()) - before) / r.requests.total
-      res[p].cpu.push(cpu)
-      res[p].rps.push(r.requests.total / s)
-      const bad = r.errors + r.timeouts + r.non2xx
-      line.push(`${p} ${fmt(r.requests.total / s)}/s ${cpu.toFixed(1)}µs${bad > 0 ? ` !!${bad} bad` : ''}`)
-    }
-    console.log(`round ${round + 1}: ${line.join('  ')}  [load ${os.loadavg()[0].toFixed(2)}]`)
-  }
+  const res = await abRounds(gw, ['direct', 'rf'], { title: 'reply-from vs direct dispatch A/B', rounds: ROUNDS, duration: DURATION, connections: CONNECTIONS, warmup: WARMUP })
   const diff = res.direct.cpu.map((v, i) => v - res.rf.cpu[i])
   const ratio = res.direct.rps.map((v, i) => v / res.rf.rps[i])
   console.log(`\nCPU µs/request: direct ${median(res.direct.cpu).toFixed(1)}, reply-from ${median(res.rf.cpu).toFixed(1)}; ` +
