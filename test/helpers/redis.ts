@@ -177,15 +177,40 @@ async function signalChild (child: ChildProcess, signal: NodeJS.Signals): Promis
   await exited
 }
 
-/** A port no one listens on now (the OS's choice on 127.0.0.1). */
-export async function freePort (): Promise<number> {
+/** The first port of the kernel's ephemeral range (outbound connections take their local ports from it). */
+function ephemeralLow (): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+    if (Number.isInteger(low) && low > 12_000) return low
+  } catch {}
+  return 32_768
+}
+const PORT_FLOOR = 10_000
+const PORT_CEIL = ephemeralLow()
+
+/** Whether `port` can be listened on on 127.0.0.1 now. */
+async function canListen (port: number): Promise<boolean> {
   const srv = createServer()
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const { port } = srv.address() as { port: number }
-  srv.close()
-  await once(srv, 'close')
-  return port
+  const ok = await new Promise<boolean>((resolve) => {
+    srv.once('error', () => resolve(false))
+    srv.listen(port, '127.0.0.1', () => resolve(true))
+  })
+  if (ok) { srv.close(); await once(srv, 'close') }
+  return ok
+}
+
+/**
+ * A port no one listens on now, for a process that binds it later. It is taken below the kernel's ephemeral range:
+ * a port the OS hands out (listen(0)) is also one any outbound connection of a parallel test may take as its local
+ * port in the meantime, and then the later listen fails with EADDRINUSE (a CLI node compiled by tsx binds its
+ * port up to a minute after it was chosen).
+ */
+export async function freePort (): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEIL - PORT_FLOOR))
+    if (await canListen(port)) return port
+  }
+  throw new Error(`no free port in ${PORT_FLOOR}-${PORT_CEIL - 1} after 200 tries`)
 }
 
 async function ping (port: number): Promise<boolean> {
