@@ -4,11 +4,14 @@
 //   node --import tsx bench/access-log-micro.ts
 import { accessLine, type AccessRequest } from '../lib/log/access-line.js'
 import { openLogDestination } from '../lib/log/destination.js'
+import { kProxy } from '../lib/proxy/engine.js'
 
 const N = Number(process.env.BENCH_LINES ?? 200_000)
 const d = openLogDestination('/dev/null')
 const socket = { bytesRead: 0, bytesWritten: 0 }
-const req = { id: 'req-123', method: 'GET', url: '/api/users/42?x=1', ip: '127.0.0.1', raw: { socket }, routeOptions: { url: '/*' } } as unknown as AccessRequest
+// a proxied request, as the CLI node's lines mostly are: the route plan and the try that answered
+const proxied = { plan: { label: '/api' }, upstreamName: 'api', targetId: 'api-1', tryCount: 1 }
+const req = { id: 'req-123', method: 'GET', url: '/api/users/42?x=1', ip: '127.0.0.1', headers: {}, raw: { socket }, routeOptions: { url: '/*' }, [kProxy]: proxied } as unknown as AccessRequest
 const reply = { statusCode: 200, elapsedTime: 1.2345 }
 const yieldLoop = async (): Promise<void> => await new Promise((resolve) => setTimeout(resolve, 1))
 

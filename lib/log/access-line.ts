@@ -11,6 +11,7 @@ export interface AccessRequest {
   readonly method: string
   readonly url: string
   readonly ip: string | undefined
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
   readonly raw: { readonly socket: Socket | null }
   readonly routeOptions: { readonly url?: string }
 }
@@ -26,11 +27,46 @@ export interface AccessReply {
 // HTTP/1.1 connection are answered in order, so the difference is this exchange's bytes on the wire.
 const kRead = Symbol('fastify-ha-gateway.accessLog.read')
 const kWritten = Symbol('fastify-ha-gateway.accessLog.written')
-type Marked = Socket & { [kRead]?: number, [kWritten]?: number }
+const kIp = Symbol('fastify-ha-gateway.accessLog.ip')
+type Marked = Socket & { [kRead]?: number, [kWritten]?: number, [kIp]?: string }
 
 type Routed = AccessRequest & { [kProxy]?: RequestRun | null, [kMatchedRoute]?: { gatewayRoute?: unknown, upstream?: unknown } | null }
 
-const str = (s: string | undefined | null): string => s == null ? 'null' : JSON.stringify(s)
+/** A string as a JSON string: quoted as is when nothing in it needs escaping (the usual path, id, ip), else JSON.stringify. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\u007f-\uffff]/
+export function jsonString (s: string | undefined | null): string {
+  if (s == null) return 'null'
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : '"' + s + '"'
+}
+
+// Quoted once: the methods (the set Node's HTTP parser accepts), the time (it changes once a ms, and several lines share each ms) and,
+// per route plan and target, the route/upstream/target fields (names from the config, never from a request).
+const METHODS: Record<string, string> = Object.create(null)
+let lastNow = -1
+let lastNowText = ''
+const kFields = Symbol('fastify-ha-gateway.accessLog.fields')
+interface Fields { upstream: string, text: string }
+type Labelled = { label: string, [kFields]?: Map<string | undefined, Fields> }
+
+/** `"route":…,"upstream":…,"target":…` of a proxied request, built once per plan and target. */
+function proxiedFields (plan: Labelled, upstream: string, target: string | undefined): string {
+  let byTarget = plan[kFields]
+  if (byTarget === undefined) { byTarget = new Map(); plan[kFields] = byTarget }
+  const known = byTarget.get(target)
+  // the upstream is the plan's, or for a try in its fallback pool that pool's
+  if (known !== undefined && known.upstream === upstream) return known.text
+  const text = `"route":${jsonString(plan.label)},"upstream":${jsonString(upstream)},"target":${jsonString(target)}`
+  if (byTarget.size < 1024) byTarget.set(target, { upstream, text })
+  return text
+}
+
+/** Hundredths of a ms as a JSON number, without a float's formatting (12.3456 → 12.35, 7 → 7.00). */
+function msText (ms: number): string {
+  if (!(ms >= 0) || ms > 1e12) return ms === ms && Number.isFinite(ms) ? String(Math.round(ms * 100) / 100) : 'null'
+  const h = Math.round(ms * 100)
+  const frac = h % 100
+  return `${(h - frac) / 100}.${frac < 10 ? '0' : ''}${frac}`
+}
 
 /**
  * The line of a request whose response just ended (Fastify's onResponse), newline included.
@@ -41,26 +77,26 @@ const str = (s: string | undefined | null): string => s == null ? 'null' : JSON.
 export function accessLine (request: AccessRequest, reply: AccessReply, now: number): string {
   const r = request as Routed
   const st = r[kProxy]
-  let route: string | undefined
-  let upstream: string | undefined
-  let target: string | undefined
+  let fields: string
   let tries = 0
   if (st != null) {
-    route = st.plan.label
-    upstream = st.upstreamName
-    target = st.targetId
+    fields = proxiedFields(st.plan as Labelled, st.upstreamName, st.targetId)
     tries = st.tryCount
   } else {
     // not proxied (404, 429, a static route): the route the request matched, if any
+    let route: string | undefined
+    let upstream: string | undefined
     const m = r[kMatchedRoute]
     if (m != null && m !== NO_ROUTE) {
       if (typeof m.gatewayRoute === 'string') route = m.gatewayRoute
       if (typeof m.upstream === 'string') upstream = m.upstream
     }
     if (route === undefined && m !== NO_ROUTE) route = request.routeOptions.url
+    fields = `"route":${jsonString(route)},"upstream":${jsonString(upstream)},"target":null`
   }
   let bytesIn = 'null'
   let bytesOut = 'null'
+  let ip: string | undefined
   const socket = request.raw.socket as Marked | null
   if (socket !== null) {
     const read = socket.bytesRead
@@ -71,8 +107,15 @@ export function accessLine (request: AccessRequest, reply: AccessReply, now: num
       socket[kRead] = read
       socket[kWritten] = written
     }
+    // without X-Forwarded-For the client IP is the socket's peer whatever trustProxy says: quoted once a connection
+    if (request.headers['x-forwarded-for'] === undefined) {
+      ip = socket[kIp]
+      if (ip === undefined) { ip = jsonString(request.ip); socket[kIp] = ip }
+    }
   }
-  return `{"level":30,"time":${now},"msg":"access","reqId":${str(request.id)},"method":${str(request.method)},"path":${str(request.url)},` +
-    `"status":${reply.statusCode},"route":${str(route)},"upstream":${str(upstream)},"target":${str(target)},"tries":${tries},` +
-    `"ms":${Math.round(reply.elapsedTime * 100) / 100},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ip":${str(request.ip)}}\n`
+  if (ip === undefined) ip = jsonString(request.ip)
+  if (now !== lastNow) { lastNow = now; lastNowText = String(now) }
+  const method = METHODS[request.method] ?? (METHODS[request.method] = jsonString(request.method))
+  return `{"level":30,"time":${lastNowText},"msg":"access","reqId":${jsonString(request.id)},"method":${method},"path":${jsonString(request.url)},` +
+    `"status":${reply.statusCode},${fields},"tries":${tries},"ms":${msText(reply.elapsedTime)},"bytesIn":${bytesIn},"bytesOut":${bytesOut},"ip":${ip}}\n`
 }
