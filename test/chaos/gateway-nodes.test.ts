@@ -94,5 +94,18 @@ t.test('a node started while Redis is down joins when Redis comes up', async (t)
   const joined = await until(async () => (await clusterView(a.address)).includes('n-d') && (await clusterView(d.address)).includes('n-a'), 15_000, 'D and A see each other', 50)
   const v = await until(async () => await version(d) === await version(a), 15_000, 'D runs the cluster config', 50)
   t.comment(`D (booted with Redis down) in A's view and A in D's ${joined.toFixed(0)} ms after Redis came up; same config version ${(performance.now() - upAt).toFixed(0)} ms after (pull ${v.toFixed(0)} ms)`)
-  t.same(await exact([a, b, d], 'after-redis-up'), { 200: LIMIT, 429: 10 }, 'limits exact over A, B and D')
+  // each node's limiter is back on Redis before exactness is claimed: a request of its own client is decided by the
+  // store (it carries the limit headers; fail_open, the policy of a failed or late store call, sets none). Right
+  // after the restart a node's first script call reloads the script (NOSCRIPT) on a connection that just came back,
+  // and on a busy machine it may pass its deadline: the policy decides that request, as configured.
+  for (const [i, n] of [a, b, d].entries()) {
+    await until(async () => {
+      const r = await admin(n.address, '/api/x', 'GET', undefined, { 'x-client': `warm-${i}` })
+      return r.status === 200 && (r.headers.ratelimit !== undefined || r.headers['x-ratelimit-limit'] !== undefined)
+    }, 15_000, `node ${i} decides by Redis again`, 50)
+  }
+  const got = await exact([a, b, d], 'after-redis-up')
+  const why = got[200] === LIMIT ? '' : ` (decisions by node: ${JSON.stringify(await Promise.all([a, b, d].map(async (n) =>
+    String((await admin(n.address, '/metrics')).body).split('\n').filter((l) => /^ratelimit_(decisions_total|store_late|store_errors)/.test(l)))))})`
+  t.same(got, { 200: LIMIT, 429: 10 }, `limits exact over A, B and D${why}`)
 })
