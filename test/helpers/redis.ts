@@ -187,6 +187,7 @@ function ephemeralLow (): number {
 }
 const PORT_FLOOR = 10_000
 const PORT_CEIL = ephemeralLow()
+const handedOut = new Set<number>()
 
 /** Whether `port` can be listened on on 127.0.0.1 now. */
 async function canListen (port: number): Promise<boolean> {
@@ -208,7 +209,10 @@ async function canListen (port: number): Promise<boolean> {
 export async function freePort (): Promise<number> {
   for (let i = 0; i < 200; i++) {
     const port = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEIL - PORT_FLOOR))
-    if (await canListen(port)) return port
+    // a port is handed out once per process: callers that pick several before binding any (a Redis Cluster's node
+    // and bus ports) never get the same one twice
+    if (handedOut.has(port)) continue
+    if (await canListen(port)) { handedOut.add(port); return port }
   }
   throw new Error(`no free port in ${PORT_FLOOR}-${PORT_CEIL - 1} after 200 tries`)
 }
