@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { freePort } from './helpers/redis.js'
+import { freePort, freePorts } from './helpers/redis.js'
 import { until } from './helpers/poll.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -24,19 +24,6 @@ function descendants (pid: number): number[] {
 
 function alive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Three consecutive free ports (the nodes are on base, base+1, base+2). */
-async function freeBase (): Promise<number> {
-  const { createServer } = await import('node:net')
-  for (;;) {
-    const base = await freePort()
-    if (base > 65_000) continue
-    const ok = await Promise.all([1, 2].map(async (d) => await new Promise<boolean>((resolve) => {
-      const s = createServer().once('error', () => resolve(false)).listen(base + d, '127.0.0.1', () => s.close(() => resolve(true)))
-    })))
-    if (ok.every(Boolean)) return base
-  }
 }
 
 /** Poll `fn` every 250 ms until it gives a value (a throw counts as none yet); that value. */
@@ -56,7 +43,7 @@ t.test('example:cluster: three nodes answer and see each other in {admin}/cluste
   const dir = mkdtempSync(join(tmpdir(), 'fhg-example-cluster-'))
   const config = join(dir, 'gateway.yaml')
   writeFileSync(config, yaml)
-  const base = await freeBase()
+  const base = await freePorts(3) // the nodes listen on base, base+1, base+2
 
   const script = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts['example:cluster'] as string
   t.equal(script, 'node --import tsx example-app/cluster.ts', 'the npm script runs this file (its pid is the one we signal)')

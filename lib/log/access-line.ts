@@ -62,7 +62,8 @@ function proxiedFields (plan: Labelled, upstream: string, target: string | undef
 
 /** Hundredths of a ms as a JSON number, without a float's formatting (12.3456 → 12.35, 7 → 7.00). */
 function msText (ms: number): string {
-  if (!(ms >= 0) || ms > 1e12) return ms === ms && Number.isFinite(ms) ? String(Math.round(ms * 100) / 100) : 'null'
+  if (!Number.isFinite(ms)) return 'null'
+  if (ms < 0 || ms > 1e12) return String(Math.round(ms * 100) / 100) // not a duration Fastify gives: as before
   const h = Math.round(ms * 100)
   const frac = h % 100
   return `${(h - frac) / 100}.${frac < 10 ? '0' : ''}${frac}`

@@ -207,14 +207,25 @@ async function canListen (port: number): Promise<boolean> {
  * port up to a minute after it was chosen).
  */
 export async function freePort (): Promise<number> {
+  return await freePorts(1)
+}
+
+/**
+ * `n` consecutive free ports (a program that listens on base, base+1, ...), below the ephemeral range as freePort's;
+ * the first. A port is handed out once per process: callers that pick several before binding any (a Redis
+ * Cluster's node and bus ports) never get the same one twice.
+ */
+export async function freePorts (n: number): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const port = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEIL - PORT_FLOOR))
-    // a port is handed out once per process: callers that pick several before binding any (a Redis Cluster's node
-    // and bus ports) never get the same one twice
-    if (handedOut.has(port)) continue
-    if (await canListen(port)) { handedOut.add(port); return port }
+    const base = PORT_FLOOR + Math.floor(Math.random() * (PORT_CEIL - PORT_FLOOR - n + 1))
+    const run = Array.from({ length: n }, (_, k) => base + k)
+    if (run.some((p) => handedOut.has(p))) continue
+    if ((await Promise.all(run.map(canListen))).every(Boolean)) {
+      for (const p of run) handedOut.add(p)
+      return base
+    }
   }
-  throw new Error(`no free port in ${PORT_FLOOR}-${PORT_CEIL - 1} after 200 tries`)
+  throw new Error(`no ${n} free port(s) in ${PORT_FLOOR}-${PORT_CEIL - 1} after 200 tries`)
 }
 
 async function ping (port: number): Promise<boolean> {
