@@ -17,7 +17,10 @@ let check: { whole: ValidateFunction, routes: ValidateFunction } | undefined
 /** Compiled on first use (~0.2 s): importing the types, DEFAULTS or describeOptions costs nothing. */
 function validators (): { whole: ValidateFunction, routes: ValidateFunction } {
   if (check !== undefined) return check
-  const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, verbose: true })
+  // code.optimize off: ajv's name optimisation adds hundreds of distinct first keys to fresh `{}` objects while it
+  // compiles, which fills the 1,536 transitions of the map every `{}` starts from; from then on objects built alike
+  // get maps of their own and every process.nextTick went through V8's runtime (test/internals/v8-shapes.test.ts)
+  const ajv = new Ajv({ allErrors: true, strict: true, useDefaults: false, verbose: true, code: { optimize: false } })
   for (const keyword of ANNOTATIONS) ajv.addKeyword(keyword)
   ajv.addFormat('http-origin', isHttpOrigin)
   ajv.addFormat('http-url', (s: string) => parseUrl(s, ['http:', 'https:']) !== undefined)
