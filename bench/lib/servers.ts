@@ -94,20 +94,26 @@ export class BenchChild {
   }
 }
 
+/** How a child is started: `wrap` runs node under another program (e.g. valgrind and its flags). */
+export interface ChildOptions { wrap?: string[], startSeconds?: number }
+
 /**
  * Start bench/lib/child.ts in `role` ('upstream', 'gateway', 'reply-from', 'http-proxy')
  * and wait for its port. `execArgv` adds node flags (e.g. --cpu-prof).
  */
-export async function startChild (name: string, role: string, args: unknown = {}, execArgv: string[] = []): Promise<BenchChild> {
+export async function startChild (name: string, role: string, args: unknown = {}, execArgv: string[] = [], o: ChildOptions = {}): Promise<BenchChild> {
+  const nodeArgs = ['--expose-gc', '--import', 'tsx', ...execArgv]
+  const wrap = o.wrap ?? []
   const proc = fork(CHILD, [role, JSON.stringify(args)], {
-    execArgv: ['--expose-gc', '--import', 'tsx', ...execArgv],
+    ...(wrap.length > 0 ? { execPath: wrap[0], execArgv: [...wrap.slice(1), process.execPath, ...nodeArgs] } : { execArgv: nodeArgs }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, NODE_ENV: 'production' },
   })
   live.add(proc)
   proc.once('exit', () => live.delete(proc))
+  const startSeconds = o.startSeconds ?? 30
   return await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${name} did not start in 30 s`)) }, 30_000)
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${name} did not start in ${startSeconds} s`)) }, startSeconds * 1000)
     proc.once('exit', (code, signal) => { clearTimeout(timer); reject(new Error(`${name} exited early (${code ?? signal})`)) })
     proc.on('message', function onReady (m: ChildReply) {
       if (!('type' in m)) return
