@@ -22,6 +22,7 @@ import { createRequire } from 'node:module'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { benchEnv, cliServer, type CliServer } from './lib/cli-process.js'
 import { load } from './lib/load.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
 import { fmt, median, table } from './lib/report.js'
@@ -30,9 +31,7 @@ import { freePort, gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
 import { startRedis, type RedisProcess } from '../test/helpers/redis.js'
 
-const flags = Object.fromEntries(process.argv.slice(2).filter((a) => a.startsWith('--') && a.includes('='))
-  .map((a) => { const [k, v] = a.slice(2).split('=', 2); return [`BENCH_${k.toUpperCase().replace(/-/g, '_')}`, v] }))
-const env: Record<string, string | undefined> = { ...process.env, ...flags }
+const env = benchEnv()
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 5)
 const DURATION = Number(env.BENCH_DURATION ?? 5)
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 64)
@@ -66,7 +65,7 @@ const KEYS = (env.BENCH_SETUPS ?? 'reply-from,http-proxy,cli,cli-off,startnode')
 for (const k of KEYS) if (!(k in ABOUT)) throw new Error(`unknown setup ${k}: one of ${Object.keys(ABOUT).join(', ')}`)
 if (!KEYS.includes('reply-from')) KEYS.unshift('reply-from') // the base of every ratio
 
-interface Server { pid: number, url: string, stop (): Promise<void> }
+type Server = CliServer
 interface Run { rps: number, cpu: number, p99: number, bad: number }
 interface Setup { key: Key, server: Server, runs: Run[], rate?: RateResult }
 
@@ -126,29 +125,14 @@ async function startCli (key: Key, upstreams: string[], dir: string): Promise<Se
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } })
   mine.add(proc)
   proc.once('exit', () => mine.delete(proc))
-  const url = `http://127.0.0.1:${port}`
   const t0 = Date.now()
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`${key}: the CLI exited ${proc.exitCode}`)
-    try { if ((await fetch(`${url}/health`)).status === 200) break } catch {}
-    if (Date.now() - t0 > 60_000) throw new Error(`${key}: not listening after 60 s`)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
+  const server = await cliServer(key, proc, `http://127.0.0.1:${port}`, 60, 'SIGTERM')
   // node.workers: every worker forked (pinning and CPU count them all); the warm-up covers their boot
   while (workersOf(key) > 1 && childrenOf(proc.pid!).length < workersOf(key)) {
     if (Date.now() - t0 > 60_000) throw new Error(`${key}: ${workersOf(key)} workers not started after 60 s`)
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  return {
-    pid: proc.pid!,
-    url,
-    async stop () {
-      if (proc.exitCode !== null) return
-      const exited = new Promise((resolve) => proc.once('exit', resolve))
-      proc.kill('SIGTERM')
-      await exited
-    },
-  }
+  return server
 }
 
 const fromChild = (c: BenchChild): Server => ({ pid: c.pid, url: c.url, stop: async () => { await c.stop() } })

@@ -20,13 +20,12 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { fmt, median, table } from './lib/report.js'
+import { benchEnv, cliServer, type CliServer } from './lib/cli-process.js'
 import { killAll, startChild } from './lib/servers.js'
 import { freePort, gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
 
-const flags = Object.fromEntries(process.argv.slice(2).filter((a) => a.startsWith('--') && a.includes('='))
-  .map((a) => { const [k, v] = a.slice(2).split('=', 2); return [`BENCH_${k.toUpperCase().replace(/-/g, '_')}`, v] }))
-const env: Record<string, string | undefined> = { ...process.env, ...flags }
+const env = benchEnv()
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3)
 const REQUESTS = Number(env.BENCH_REQUESTS ?? 2000)
 const WARMUP = Number(env.BENCH_WARMUP ?? 4000)
@@ -47,7 +46,7 @@ const KEYS = (env.BENCH_SETUPS ?? 'reply-from,http-proxy,cli,cli-off,startnode')
 for (const k of KEYS) if (!(k in ABOUT)) throw new Error(`unknown setup ${k}: one of ${Object.keys(ABOUT).join(', ')}`)
 if (!KEYS.includes('reply-from')) KEYS.unshift('reply-from') // the base of every ratio
 
-interface Server { pid: number, url: string, stop (): Promise<void> }
+type Server = CliServer
 interface Counts { instructions: number, compile: number, gc: number }
 interface Round extends Counts { requests: number, seconds: number }
 /** idlePerSecond: the mutator's instructions per second with no traffic (timers, samplers). */
@@ -70,24 +69,7 @@ async function startCli (key: Key, upstreams: string[]): Promise<Server> {
   const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_ENV: 'production' } })
   mine.add(proc)
   proc.once('exit', () => mine.delete(proc))
-  const url = `http://127.0.0.1:${port}`
-  const t0 = Date.now()
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`${key}: the CLI exited ${proc.exitCode}`)
-    try { if ((await fetch(`${url}/health`)).status === 200) break } catch {}
-    if (Date.now() - t0 > 300_000) throw new Error(`${key}: not listening after 300 s under valgrind`)
-    await new Promise((resolve) => setTimeout(resolve, 250))
-  }
-  return {
-    pid: proc.pid!,
-    url,
-    async stop () {
-      if (proc.exitCode !== null) return
-      const exited = new Promise((resolve) => proc.once('exit', resolve))
-      proc.kill('SIGKILL')
-      await exited
-    },
-  }
+  return await cliServer(key, proc, `http://127.0.0.1:${port}`, 300, 'SIGKILL') // under valgrind: boots in ~20 s
 }
 
 async function startSetup (key: Key, upstreams: string[]): Promise<Server> {
