@@ -22,7 +22,7 @@ import { createRequire } from 'node:module'
 import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { benchEnv, cliServer, type CliServer } from './lib/cli-process.js'
+import { benchEnv, cliServer, COMMON_SETUPS, pickSetups, type CliServer } from './lib/cli-process.js'
 import { load } from './lib/load.js'
 import { fixedRate, type RateResult } from './lib/rate.js'
 import { fmt, median, table } from './lib/report.js'
@@ -48,22 +48,16 @@ const TICK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).t
 type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'cli-file' | 'startnode' | 'workers-1' | 'workers-2' | 'workers-4' |
   'cli-redis' | 'cli-exact' | 'cli-lease'
 const ABOUT: Record<Key, string> = {
+  ...COMMON_SETUPS,
   'cli-redis': 'gateway via the CLI, cluster.redis, no limit',
   'cli-exact': 'gateway via the CLI, cluster.redis + sliding-window limit (exact, never reached)',
   'cli-lease': 'gateway via the CLI, cluster.redis + sliding-window limit, mode lease (never reached)',
   'workers-1': 'gateway via the CLI, node.workers: 1 (default config)',
   'workers-2': 'gateway via the CLI, node.workers: 2 (CPU of the primary and both workers)',
   'workers-4': 'gateway via the CLI, node.workers: 4 (CPU of the primary and every worker)',
-  'reply-from': 'bare Fastify + @fastify/reply-from (round robin in getUpstream)',
-  'http-proxy': '@fastify/http-proxy (one upstream)',
-  cli: 'gateway via the CLI, default config (access log to stdout = /dev/null)',
-  'cli-off': 'gateway via the CLI, log.requests: off',
   'cli-file': 'gateway via the CLI, access log to a file',
-  startnode: 'gateway via startNode, logger off',
 }
-const KEYS = (env.BENCH_SETUPS ?? 'reply-from,http-proxy,cli,cli-off,startnode').split(',').map((k) => k.trim()) as Key[]
-for (const k of KEYS) if (!(k in ABOUT)) throw new Error(`unknown setup ${k}: one of ${Object.keys(ABOUT).join(', ')}`)
-if (!KEYS.includes('reply-from')) KEYS.unshift('reply-from') // the base of every ratio
+const KEYS = pickSetups(ABOUT, env.BENCH_SETUPS, 'reply-from,http-proxy,cli,cli-off,startnode')
 
 type Server = CliServer
 interface Run { rps: number, cpu: number, p99: number, bad: number }

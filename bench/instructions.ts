@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Pool } from 'undici'
 import { fmt, median, table } from './lib/report.js'
-import { benchEnv, cliServer, type CliServer } from './lib/cli-process.js'
+import { benchEnv, cliServer, COMMON_SETUPS, pickSetups, type CliServer } from './lib/cli-process.js'
 import { killAll, startChild } from './lib/servers.js'
 import { freePort, gatewayConfig } from './lib/setups.js'
 import { BODY } from './lib/upstream.js'
@@ -35,16 +35,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const CLI = join(ROOT, 'dist/bin/fastify-ha-gateway.js')
 
 type Key = 'reply-from' | 'http-proxy' | 'cli' | 'cli-off' | 'startnode'
-const ABOUT: Record<Key, string> = {
-  'reply-from': 'bare Fastify + @fastify/reply-from (round robin in getUpstream)',
-  'http-proxy': '@fastify/http-proxy (one upstream)',
-  cli: 'gateway via the CLI, default config (access log to stdout = /dev/null)',
-  'cli-off': 'gateway via the CLI, log.requests: off',
-  startnode: 'gateway via startNode, logger off',
-}
-const KEYS = (env.BENCH_SETUPS ?? 'reply-from,http-proxy,cli,cli-off,startnode').split(',').map((k) => k.trim()) as Key[]
-for (const k of KEYS) if (!(k in ABOUT)) throw new Error(`unknown setup ${k}: one of ${Object.keys(ABOUT).join(', ')}`)
-if (!KEYS.includes('reply-from')) KEYS.unshift('reply-from') // the base of every ratio
+const ABOUT: Record<Key, string> = COMMON_SETUPS
+const KEYS = pickSetups(ABOUT, env.BENCH_SETUPS, 'reply-from,http-proxy,cli,cli-off,startnode')
 
 type Server = CliServer
 interface Counts { instructions: number, compile: number, gc: number }

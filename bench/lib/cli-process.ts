@@ -30,3 +30,20 @@ export async function cliServer (key: string, proc: ChildProcess, url: string, s
     },
   }
 }
+
+/** The setups every proxy comparison runs, as the reports name them. */
+export const COMMON_SETUPS = {
+  'reply-from': 'bare Fastify + @fastify/reply-from (round robin in getUpstream)',
+  'http-proxy': '@fastify/http-proxy (one upstream)',
+  cli: 'gateway via the CLI, default config (access log to stdout = /dev/null)',
+  'cli-off': 'gateway via the CLI, log.requests: off',
+  startnode: 'gateway via startNode, logger off',
+} as const
+
+/** BENCH_SETUPS (a comma list, else `fallback`) checked against `about`; bare reply-from always first among them. */
+export function pickSetups<K extends string> (about: Record<K, string>, list: string | undefined, fallback: string): K[] {
+  const keys = (list ?? fallback).split(',').map((k) => k.trim()) as K[]
+  for (const k of keys) if (!(k in about)) throw new Error(`unknown setup ${k}: one of ${Object.keys(about).join(', ')}`)
+  if (!keys.includes('reply-from' as K)) keys.unshift('reply-from' as K) // the base of every ratio
+  return keys
+}
